@@ -1,0 +1,42 @@
+// PNG output: 8-bit RGB through stb_image_write, with text chunks, written atomically.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sdgen {
+
+struct PngText {
+  std::string keyword;  // Latin-1, 1..79 bytes
+  std::string text;     // UTF-8; stored as tEXt when every code point is <= U+00FF, else iTXt
+};
+
+// rgb: height * width * 3 bytes, row-major. Returns the complete PNG file, the text chunks
+// right after IHDR. Throws std::invalid_argument for an invalid keyword (empty, over 79 bytes,
+// non-printable Latin-1, leading/trailing/double space) or a text holding NUL; invalid UTF-8
+// in a text is stored as U+FFFD.
+std::vector<uint8_t> encode_png(const uint8_t* rgb, int width, int height,
+                                const std::vector<PngText>& texts);
+
+// keyword -> text (as UTF-8) of every tEXt / zTXt / iTXt chunk of a PNG file in memory.
+// Keywords are returned as stored (Latin-1 bytes); a later chunk with the same keyword wins
+// (as in Pillow). Compressed chunks are inflated. Throws std::runtime_error on a malformed
+// file (signature, chunk lengths, CRCs, IHDR first, IEND present, text chunk layout).
+std::map<std::string, std::string> png_text_chunks(const std::vector<uint8_t>& png);
+
+// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, then
+// rename. When `overwrite` is false and `path` exists, throws FileExistsError and leaves the
+// existing file untouched (also when the file appears concurrently). On any failure the
+// temporary file is removed. Missing parent folders are not created here.
+class FileExistsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+void write_file_atomic(const std::string& path, const void* data, size_t size, bool overwrite);
+
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+
+}  // namespace sdgen

@@ -1,0 +1,50 @@
+// CLIP text transformer in the Hugging Face CLIPTextModel layout that SD1 checkpoints use
+// (cond_stage_model.transformer.text_model.*).
+#pragma once
+#include <torch/torch.h>
+
+#include "sdgen/models/config.h"
+
+namespace sdgen {
+
+class ClipAttentionImpl : public torch::nn::Module {
+ public:
+  ClipAttentionImpl(int64_t width, int64_t heads);
+  torch::Tensor forward(const torch::Tensor& x);  // x: [B, T, C], causal
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  int64_t heads;
+};
+TORCH_MODULE(ClipAttention);
+
+class ClipLayerImpl : public torch::nn::Module {
+ public:
+  explicit ClipLayerImpl(const ClipTextConfig& c);
+  torch::Tensor forward(torch::Tensor x);  // x: [B, T, C]
+  ClipAttention self_attn{nullptr};
+  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  bool quick_gelu;
+};
+TORCH_MODULE(ClipLayer);
+
+class ClipTextModelImpl : public torch::nn::Module {
+ public:
+  explicit ClipTextModelImpl(const ClipTextConfig& c);
+  // ids: [B, T] int64 -> [B, T, C]. clip_skip 1 = last layer (A1111 numbering); N uses the
+  // output of layer -N. The final LayerNorm is applied in every case.
+  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1);
+  // Residual stream after the embeddings (index 0) and after each layer (index i).
+  std::vector<torch::Tensor> hidden_states(const torch::Tensor& ids);
+  const ClipTextConfig& config() const { return config_; }
+
+  torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  torch::nn::LayerNorm final_layer_norm{nullptr};
+
+ private:
+  torch::Tensor embed(const torch::Tensor& ids);
+  ClipTextConfig config_;
+};
+TORCH_MODULE(ClipTextModel);
+
+}  // namespace sdgen

@@ -1,0 +1,89 @@
+#include "sdgen/models/clip.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "sdgen/models/blocks.h"
+
+namespace sdgen {
+
+ClipAttentionImpl::ClipAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
+  q_proj = register_module("q_proj", torch::nn::Linear(width, width));
+  k_proj = register_module("k_proj", torch::nn::Linear(width, width));
+  v_proj = register_module("v_proj", torch::nn::Linear(width, width));
+  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
+}
+
+torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x) {
+  auto q = split_heads(q_proj(x), heads);
+  auto k = split_heads(k_proj(x), heads);
+  auto v = split_heads(v_proj(x), heads);
+  return out_proj(merge_heads(attention(q, k, v, /*causal=*/true)));
+}
+
+ClipLayerImpl::ClipLayerImpl(const ClipTextConfig& c) : quick_gelu(c.activation == "quick_gelu") {
+  if (c.activation != "quick_gelu" && c.activation != "gelu")
+    throw std::invalid_argument("text encoder activation must be quick_gelu or gelu, not " +
+                                c.activation);
+  auto ln = [&]() {
+    return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps));
+  };
+  self_attn = register_module("self_attn", ClipAttention(c.width, c.heads));
+  layer_norm1 = register_module("layer_norm1", ln());
+  auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+  fc1 = mlp->register_module("fc1", torch::nn::Linear(c.width, c.intermediate));
+  fc2 = mlp->register_module("fc2", torch::nn::Linear(c.intermediate, c.width));
+  layer_norm2 = register_module("layer_norm2", ln());
+}
+
+torch::Tensor ClipLayerImpl::forward(torch::Tensor x) {
+  x = x + self_attn(layer_norm1(x));
+  auto h = fc1(layer_norm2(x));
+  h = quick_gelu ? h * torch::sigmoid(1.702 * h) : torch::gelu(h);
+  return x + fc2(h);
+}
+
+ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& c) : config_(c) {
+  if (c.heads <= 0 || c.width % c.heads != 0)
+    throw std::invalid_argument("text encoder width " + std::to_string(c.width) +
+                                " is not divisible by heads " + std::to_string(c.heads));
+  auto embeddings = register_module("embeddings", std::make_shared<torch::nn::Module>());
+  token_embedding =
+      embeddings->register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.width));
+  position_embedding = embeddings->register_module("position_embedding",
+                                                   torch::nn::Embedding(c.max_positions, c.width));
+  auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
+  layers = encoder->register_module("layers", torch::nn::ModuleList());
+  for (int i = 0; i < c.layers; ++i) layers->push_back(ClipLayer(c));
+  final_layer_norm = register_module(
+      "final_layer_norm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps)));
+}
+
+torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& ids) {
+  if (ids.size(1) > config_.max_positions)
+    throw std::invalid_argument("text encoder takes at most " +
+                                std::to_string(config_.max_positions) + " tokens, got " +
+                                std::to_string(ids.size(1)));
+  auto pos = torch::arange(ids.size(1), ids.options().dtype(torch::kLong));
+  return token_embedding(ids) + position_embedding(pos).unsqueeze(0);
+}
+
+torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids, int clip_skip) {
+  const int n = static_cast<int>(layers->size());
+  if (clip_skip < 1 || clip_skip > n)
+    throw std::invalid_argument("clip skip must be between 1 and " + std::to_string(n) +
+                                " for this text encoder, got " + std::to_string(clip_skip));
+  auto x = embed(ids);
+  for (int i = 0; i < n - (clip_skip - 1); ++i) x = layers[i]->as<ClipLayer>()->forward(x);
+  return final_layer_norm(x);
+}
+
+std::vector<torch::Tensor> ClipTextModelImpl::hidden_states(const torch::Tensor& ids) {
+  std::vector<torch::Tensor> out{embed(ids)};
+  for (size_t i = 0; i < layers->size(); ++i)
+    out.push_back(layers[i]->as<ClipLayer>()->forward(out.back()));
+  return out;
+}
+
+}  // namespace sdgen

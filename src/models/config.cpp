@@ -1,0 +1,133 @@
+#include "sdgen/models/config.h"
+
+#include <nlohmann/json.hpp>
+
+namespace sdgen {
+
+using nlohmann::json;
+
+void to_json(json& j, const ClipTextConfig& c) {
+  j = json{{"vocab_size", c.vocab_size},
+           {"max_positions", c.max_positions},
+           {"width", c.width},
+           {"layers", c.layers},
+           {"heads", c.heads},
+           {"intermediate", c.intermediate},
+           {"layer_norm_eps", c.layer_norm_eps},
+           {"activation", c.activation}};
+}
+
+void to_json(json& j, const UNetConfig& c) {
+  j = json{{"in_channels", c.in_channels},
+           {"out_channels", c.out_channels},
+           {"model_channels", c.model_channels},
+           {"channel_mult", c.channel_mult},
+           {"num_res_blocks", c.num_res_blocks},
+           {"attention_resolutions", c.attention_resolutions},
+           {"num_heads", c.num_heads},
+           {"num_head_channels", c.num_head_channels},
+           {"transformer_depth", c.transformer_depth},
+           {"context_dim", c.context_dim},
+           {"use_linear_proj", c.use_linear_proj}};
+}
+
+void to_json(json& j, const VaeConfig& c) {
+  j = json{{"in_channels", c.in_channels},
+           {"out_channels", c.out_channels},
+           {"ch", c.ch},
+           {"ch_mult", c.ch_mult},
+           {"num_res_blocks", c.num_res_blocks},
+           {"z_channels", c.z_channels},
+           {"embed_dim", c.embed_dim},
+           {"scale_factor", c.scale_factor}};
+}
+
+void to_json(json& j, const ModelConfig& c) {
+  j = json{{"family", c.family},
+           {"native_size", c.native_size},
+           {"text_encoder", c.text},
+           {"unet", c.unet},
+           {"vae", c.vae}};
+}
+
+namespace {
+
+// Reads j[key] into out when present and of a usable type; values of other types (the
+// reference files describe some fields in words) are left alone.
+template <typename T>
+void read(const json& j, const char* key, T& out) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (it->is_boolean()) out = it->get<bool>();
+  } else if constexpr (std::is_arithmetic_v<T>) {
+    if (it->is_number()) out = it->get<T>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (it->is_string()) out = it->get<std::string>();
+  } else {
+    if (it->is_array()) out = it->get<T>();
+  }
+}
+
+}  // namespace
+
+void apply_json(const json& j, ModelConfig& c) {
+  read(j, "family", c.family);
+  read(j, "native_size", c.native_size);
+  if (auto t = j.find("text_encoder"); t != j.end() && t->is_object()) {
+    read(*t, "vocab_size", c.text.vocab_size);
+    read(*t, "max_positions", c.text.max_positions);
+    read(*t, "max_position_embeddings", c.text.max_positions);
+    read(*t, "context_length", c.text.max_positions);
+    read(*t, "width", c.text.width);
+    read(*t, "layers", c.text.layers);
+    read(*t, "heads", c.text.heads);
+    read(*t, "intermediate", c.text.intermediate);
+    read(*t, "intermediate_size", c.text.intermediate);
+    read(*t, "mlp_width", c.text.intermediate);
+    read(*t, "layer_norm_eps", c.text.layer_norm_eps);
+    if (auto a = t->find("activation"); a != t->end() && a->is_string()) {
+      const auto s = a->get<std::string>();
+      // the reference files write e.g. "quick_gelu: x * sigmoid(1.702 * x)"
+      c.text.activation = s.rfind("quick_gelu", 0) == 0 ? "quick_gelu"
+                          : s.rfind("gelu", 0) == 0     ? "gelu"
+                                                        : s;
+    }
+  }
+  if (auto u = j.find("unet"); u != j.end() && u->is_object()) {
+    read(*u, "in_channels", c.unet.in_channels);
+    read(*u, "out_channels", c.unet.out_channels);
+    read(*u, "model_channels", c.unet.model_channels);
+    read(*u, "channel_mult", c.unet.channel_mult);
+    read(*u, "num_res_blocks", c.unet.num_res_blocks);
+    read(*u, "attention_resolutions", c.unet.attention_resolutions);
+    read(*u, "num_heads", c.unet.num_heads);
+    read(*u, "num_head_channels", c.unet.num_head_channels);
+    read(*u, "transformer_depth", c.unet.transformer_depth);
+    read(*u, "context_dim", c.unet.context_dim);
+    read(*u, "use_linear_proj", c.unet.use_linear_proj);
+    read(*u, "use_linear_in_transformer", c.unet.use_linear_proj);
+    // A file that gives a head width means the head count follows from it, and vice versa.
+    if (auto h = u->find("num_head_channels");
+        h != u->end() && h->is_number_integer() && h->get<int>() > 0) {
+      c.unet.num_head_channels = h->get<int>();
+    } else if (auto n = u->find("num_heads"); n != u->end() && n->is_number_integer()) {
+      c.unet.num_head_channels = -1;
+    }
+  }
+  if (auto v = j.find("vae"); v != j.end() && v->is_object()) {
+    const json& dd =
+        v->contains("ddconfig") && (*v)["ddconfig"].is_object() ? (*v)["ddconfig"] : *v;
+    read(dd, "in_channels", c.vae.in_channels);
+    read(dd, "out_ch", c.vae.out_channels);
+    read(dd, "out_channels", c.vae.out_channels);
+    read(dd, "ch", c.vae.ch);
+    read(dd, "ch_mult", c.vae.ch_mult);
+    read(dd, "num_res_blocks", c.vae.num_res_blocks);
+    read(dd, "z_channels", c.vae.z_channels);
+    read(*v, "embed_dim", c.vae.embed_dim);
+    read(*v, "scale_factor", c.vae.scale_factor);
+  }
+}
+
+}  // namespace sdgen

@@ -1,0 +1,213 @@
+// File helpers: atomic writes (temporary file + fsync + rename/link), whole-file reads, mkdir -p.
+#include "sdgen/util/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sdgen/io/png.h"
+
+namespace sdgen {
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// A name for the temporary file: ".<basename>.tmp-<pid>-<random>", in the target's folder.
+std::string temp_name(const std::string& dir, const std::string& base) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t seed = [] {
+    std::random_device rd;
+    return (uint64_t(rd()) << 32) ^ rd();
+  }();
+  std::mt19937_64 rng(seed ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL));
+  char suffix[64];
+  std::snprintf(suffix, sizeof(suffix), ".tmp-%ld-%016llx", long(::getpid()),
+                static_cast<unsigned long long>(rng()));
+  // Keep the name within NAME_MAX (255) however long the target's name is.
+  std::string stem = base.size() > 200 ? base.substr(0, 200) : base;
+  std::string prefix = dir == "/" ? "/" : dir + "/";
+  return prefix + "." + stem + suffix;
+}
+
+// Best effort: makes the new directory entry durable. Some file systems refuse fsync on a
+// directory (EINVAL); the file itself is already complete, so errors are ignored.
+void fsync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  while (::fsync(fd) != 0 && errno == EINTR) {
+  }
+  ::close(fd);
+}
+
+// Moves `tmp` to `path` without ever replacing an existing `path`. Returns 0 or an errno value
+// (EEXIST when `path` exists). `tmp` is gone afterwards only on success.
+int install_noreplace(const std::string& tmp, const std::string& path) {
+  if (::link(tmp.c_str(), path.c_str()) == 0) {
+    ::unlink(tmp.c_str());
+    return 0;
+  }
+  int err = errno;
+  if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != ENOSYS && err != EMLINK &&
+      err != EXDEV) {
+    return err;
+  }
+  // No hard links here (FAT, some FUSE/network file systems): rename that refuses to replace.
+#if defined(__linux__) && defined(RENAME_NOREPLACE)
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  err = errno;
+  if (err != EINVAL && err != ENOSYS && err != ENOTSUP && err != EOPNOTSUPP) return err;
+#endif
+  // Last resort, not atomic against a concurrent writer: check, then rename.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) return EEXIST;
+  if (::rename(tmp.c_str(), path.c_str()) == 0) return 0;
+  return errno;
+}
+
+}  // namespace
+
+std::string path_dirname(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string path_basename(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+void make_parent_dirs(const std::string& path) {
+  const std::string dir = path_dirname(path);
+  if (dir == "." || dir == "/" || is_directory(dir)) return;
+  size_t pos = 0;
+  for (;;) {
+    const size_t slash = dir.find('/', pos);
+    const std::string prefix = slash == std::string::npos ? dir : dir.substr(0, slash);
+    if (!prefix.empty() && prefix != "." && prefix != "..") {
+      if (::mkdir(prefix.c_str(), 0777) != 0) {
+        const int err = errno;
+        if (err != EEXIST) {
+          throw std::runtime_error("cannot create folder " + prefix + " (for " + path +
+                                   "): " + errno_text(err));
+        }
+        if (!is_directory(prefix)) {
+          throw std::runtime_error("cannot create folder " + prefix + " (for " + path +
+                                   "): a file of that name exists");
+        }
+      }
+    }
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size, bool overwrite) {
+  const std::string base = path_basename(path);
+  if (path.empty() || base.empty() || base == "." || base == "..") {
+    throw std::runtime_error("cannot write '" + path + "': not a file name");
+  }
+  const std::string dir = path_dirname(path);
+
+  // The temporary file: created exclusively, mode 0644 less the umask.
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+    tmp = temp_name(dir, base);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) {
+    const int err = errno;
+    throw std::runtime_error("cannot write " + path + ": cannot create a temporary file in " + dir +
+                             ": " + errno_text(err));
+  }
+
+  auto fail = [&](const std::string& what, int err) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + what + ": " + errno_text(err));
+  };
+
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("write failed", errno);
+    }
+    if (n == 0) fail("write failed", EIO);
+    p += n;
+    left -= size_t(n);
+  }
+  while (::fsync(fd) != 0) {
+    if (errno != EINTR) fail("fsync failed", errno);
+  }
+  const int close_rc = ::close(fd);
+  fd = -1;
+  if (close_rc != 0 && errno != EINTR) fail("close failed", errno);
+
+  if (overwrite) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed", errno);
+  } else {
+    const int err = install_noreplace(tmp, path);
+    if (err == EEXIST) {
+      ::unlink(tmp.c_str());
+      throw FileExistsError(path + " exists; pass --overwrite to replace it");
+    }
+    if (err != 0) fail("cannot create the file", err);
+  }
+  fsync_dir(dir);
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    throw std::runtime_error("cannot open " + path + ": " + errno_text(err));
+  }
+  // Read straight into the result; one spare byte lets the final read see end-of-file
+  // without growing the buffer when the size from fstat is exact.
+  std::vector<uint8_t> out;
+  struct stat st;
+  size_t cap = size_t(1) << 16;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    cap = size_t(st.st_size) + 1;
+  }
+  out.resize(cap);
+  size_t len = 0;
+  for (;;) {
+    if (len == out.size()) out.resize(out.size() * 2);
+    const ssize_t n = ::read(fd, out.data() + len, out.size() - len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error("cannot read " + path + ": " + errno_text(err));
+    }
+    if (n == 0) break;
+    len += size_t(n);
+  }
+  out.resize(len);
+  ::close(fd);
+  return out;
+}
+
+}  // namespace sdgen

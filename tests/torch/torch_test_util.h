@@ -1,0 +1,48 @@
+// Helpers for the tests that compare against ../shared/reference.
+#pragma once
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "sdgen/io/checkpoint.h"
+#include "sdgen/io/tensor_io.h"
+
+namespace sdgen::test {
+
+inline std::string ref(const std::string& rel) {
+  return std::string(SDGEN_REFERENCE_DIR) + "/" + rel;
+}
+
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kCPU).to(torch::kDouble) - b.to(torch::kCPU).to(torch::kDouble))
+      .abs()
+      .max()
+      .item<double>();
+}
+
+// The tiny SD1 reference checkpoint, loaded once per test binary (CPU, float32).
+inline LoadedModel& tiny_sd1() {
+  static LoadedModel m = [] {
+    LoadOptions o;
+    o.model_path = ref("tiny-sd1.safetensors");
+    return load_checkpoint(o);
+  }();
+  return m;
+}
+
+inline const std::map<std::string, torch::Tensor>& ref_tensors(const std::string& rel) {
+  static std::map<std::string, std::map<std::string, torch::Tensor>> cache;
+  auto it = cache.find(rel);
+  if (it == cache.end()) it = cache.emplace(rel, load_tensors(ref(rel))).first;
+  return it->second;
+}
+
+inline const torch::Tensor& rt(const std::string& file, const std::string& name) {
+  const auto& m = ref_tensors(file);
+  auto it = m.find(name);
+  if (it == m.end()) throw std::runtime_error(file + " has no tensor " + name);
+  return it->second;
+}
+
+}  // namespace sdgen::test
