@@ -31,6 +31,7 @@ struct CliOptions {
   sdgen::GenerationParams params;
   int64_t seed = -1;
   bool overwrite = false, quiet = false, list_samplers = false;
+  bool scheduler_given = false;  // --scheduler on the command line (vs an A1111 sampler label)
 };
 
 void log(const CliOptions& o, const std::string& msg) {
@@ -132,13 +133,15 @@ std::string default_output(uint64_t seed) {
 
 int run(const CliOptions& o) {
   if (o.list_samplers) {
+    // name, A1111 label, description; the labels (and "... Karras" forms) work as --sampler
     for (const auto& s : sdgen::samplers())
       std::cout << s.name << "\t" << s.a1111_label << "\t" << s.description << "\n";
     for (const auto& s : sdgen::schedulers())
       std::cout << "scheduler " << s.name << "\t" << s.description << "\n";
     return 0;
   }
-  if (o.model.empty()) throw UsageError("--model PATH is required (an SD 1.x .safetensors file)");
+  if (o.model.empty())
+    throw UsageError("--model PATH is required (an SD 1.x or 2.x .safetensors file)");
   if (!exists(o.model)) throw UsageError("--model " + o.model + ": no such file");
   if (!o.vae.empty() && !exists(o.vae)) throw UsageError("--vae " + o.vae + ": no such file");
 
@@ -156,7 +159,9 @@ int run(const CliOptions& o) {
   } else {
     params.seed = static_cast<uint64_t>(o.seed);
   }
-  sdgen::sampler_info(params.sampler);
+  // an A1111 label ("DPM++ 2M Karras") names a sampler and maybe a schedule
+  sdgen::apply_sampler_alias(params.sampler, params.scheduler, o.scheduler_given);
+  sdgen::validate_sampler(params.sampler, params.steps, params.sampler_options);
 
   const std::string output = o.output.empty() ? default_output(params.seed) : o.output;
   if (!o.overwrite && exists(output))
@@ -171,6 +176,7 @@ int run(const CliOptions& o) {
   load.model_path = o.model;
   load.vae_path = o.vae;
   load.config_path = o.model_config;
+  load.prediction = params.prediction;
   load.device = device;
   load.dtype = dtype;
   auto model = sdgen::load_checkpoint(load);
@@ -183,9 +189,9 @@ int run(const CliOptions& o) {
 
   sdgen::PipelineEvents events;
   events.warn = [&](const std::string& m) { std::cerr << "sdgen: warning: " << m << "\n"; };
-  params = pipeline.resolve(params, events);
   if (o.seed == -1) log(o, "seed " + std::to_string(params.seed));
   auto image = pipeline.generate(params, events);
+  params = image.params;
   const auto t2 = std::chrono::steady_clock::now();
 
   const auto info = sdgen::make_infotext(params, file_stem(o.model), sdgen::model_hash(o.model),
@@ -206,7 +212,7 @@ int main(int argc, char** argv) {
   CLI::App app{"sdgen: Stable Diffusion text-to-image from the command line"};
   CliOptions o;
   auto& p = o.params;
-  app.add_option("--model", o.model, "SD 1.x checkpoint (.safetensors, LDM key names)");
+  app.add_option("--model", o.model, "SD 1.x or 2.x checkpoint (.safetensors, LDM key names)");
   app.add_option("--tokenizer", o.tokenizer,
                  "CLIP BPE vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json (+ merges.txt) "
                  "or a folder holding them (default: tokenizer/ beside the model, else the one "
@@ -223,14 +229,36 @@ int main(int argc, char** argv) {
   app.add_option("--size", o.size,
                  "WIDTHxHEIGHT, multiples of 8 (default: the model's native size)");
   app.add_option("--cfg-scale", p.cfg_scale, "classifier-free guidance scale")->default_val(7.0);
-  app.add_option("--sampler", p.sampler, "euler | euler_a (see --list-samplers)")
+  app.add_option("--sampler", p.sampler,
+                 "euler | euler_a | heun | dpm2 | dpm2_a | dpm++2s_a | dpm++2m | dpm++2m_sde | "
+                 "lms | ddim | plms | unipc | lcm, or an A1111 label such as \"DPM++ 2M Karras\" "
+                 "(sets the scheduler too; see --list-samplers)")
       ->default_val("euler");
-  app.add_option("--scheduler", p.scheduler, "discrete | karras | exponential")
-      ->default_val("discrete");
-  app.add_option("--eta", p.sampler_options.eta, "noise amount of ancestral samplers")
-      ->default_val(1.0);
-  app.add_option("--clip-skip", p.clip_skip, "use the text encoder's layer -N (1 = last)")
+  auto* scheduler = app.add_option("--scheduler", p.scheduler,
+                                   "discrete | karras | exponential | sgm_uniform | simple")
+                        ->default_val("discrete");
+  app.add_option("--eta", p.sampler_options.eta,
+                 "noise amount of ancestral and SDE samplers (default 1) and ddim (default 0)");
+  app.add_option("--clip-skip", p.clip_skip,
+                 "skip N-1 text-encoder layers (1 = the model's own: SD 1.x last, SD 2.x "
+                 "penultimate)")
       ->default_val(1);
+  app.add_option("--prediction", p.prediction,
+                 "what the UNet predicts: eps | v (default: from the model; SD 2.x as A1111 "
+                 "decides, SD 1.x eps)")
+      ->check(CLI::IsMember({"eps", "v"}));
+  app.add_option("--emphasis", p.emphasis,
+                 "a1111: (word) x1.1, [word] /1.1, (word:1.3), \\( literal, BREAK (A1111 syntax); "
+                 "none: brackets and BREAK are plain text")
+      ->default_val("a1111")
+      ->check([](const std::string& v) {
+        try {
+          sdgen::parse_emphasis(v);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      });
   app.add_option("--seed,-s", o.seed, "-1 for a random seed (it is reported)")->default_val(-1);
   app.add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when present)");
   app.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: fp16 on CUDA, fp32 on CPU)");
@@ -243,6 +271,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  o.scheduler_given = scheduler->count() > 0;
   try {
     return run(o);
   } catch (const UsageError& e) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sdgen/io/tensor_io.h"
+#include "sdgen/models/openclip.h"
 
 namespace sdgen {
 namespace {
@@ -28,7 +29,7 @@ bool ends_with(const std::string& s, const std::string& p) {
 const TensorInfo& require(const SafetensorsFile& f, const std::string& name) {
   if (const auto* t = f.find(name)) return *t;
   throw CheckpointError(f.path() + ": tensor '" + name +
-                        "' is missing; this does not look like an SD 1.x checkpoint "
+                        "' is missing; this does not look like an SD 1.x/2.x checkpoint "
                         "(LDM key names). Check the --model path.");
 }
 
@@ -87,7 +88,7 @@ std::string LoadReport::message(const std::string& file) const {
   list("missing", missing);
   list("unexpected", unexpected);
   list("mis-shaped (file vs model)", mismatched);
-  o << "\n  Is this an SD 1.x checkpoint? A config JSON (--model-config) can describe other "
+  o << "\n  Is this an SD 1.x/2.x checkpoint? A config JSON (--model-config) can describe other "
        "hyperparameters.";
   return o.str();
 }
@@ -180,34 +181,7 @@ ModelConfig infer_sd1_config(const SafetensorsFile& f, const nlohmann::json* ove
   // Heads do not show in the shapes. CLIP ViT-L/14 (SD1) uses width / 64.
   c.text.heads = c.text.width % 64 == 0 ? c.text.width / 64 : std::max(1, c.text.width / 16);
 
-  // UNet
-  const std::string up = kUNetPrefix;
-  const auto& conv_in = require(f, up + "input_blocks.0.0.weight");
-  c.unet.model_channels = static_cast<int>(conv_in.shape[0]);
-  c.unet.in_channels = static_cast<int>(conv_in.shape[1]);
-  c.unet.out_channels = static_cast<int>(require(f, up + "out.2.weight").shape[0]);
-  const int n_input = count_indexed(f, up + "input_blocks.");
-  int downsamples = 0;
-  for (int i = 0; i < n_input; ++i)
-    if (f.find(up + "input_blocks." + std::to_string(i) + ".0.op.weight")) ++downsamples;
-  const int levels = downsamples + 1;
-  c.unet.num_res_blocks = (n_input - 1 - downsamples) / levels;
-  c.unet.channel_mult.clear();
-  c.unet.attention_resolutions.clear();
-  int block = 1, ds = 1;
-  for (int level = 0; level < levels; ++level) {
-    const std::string b = up + "input_blocks." + std::to_string(block) + ".";
-    const auto& w = require(f, b + "0.out_layers.3.weight");
-    c.unet.channel_mult.push_back(static_cast<int>(w.shape[0] / c.unet.model_channels));
-    if (f.find(b + "1.proj_in.weight")) c.unet.attention_resolutions.push_back(ds);
-    block += c.unet.num_res_blocks + 1;
-    ds *= 2;
-  }
-  const std::string mid_attn = up + "middle_block.1.";
-  c.unet.transformer_depth = count_indexed(f, mid_attn + "transformer_blocks.");
-  c.unet.context_dim =
-      static_cast<int>(require(f, mid_attn + "transformer_blocks.0.attn2.to_k.weight").shape[1]);
-  c.unet.use_linear_proj = require(f, mid_attn + "proj_in.weight").shape.size() == 2;
+  c.unet = infer_unet_config(f);
   // Heads do not show either: SD 1.x uses 8 heads at every level.
   c.unet.num_heads = 8;
   c.unet.num_head_channels = -1;
@@ -227,6 +201,38 @@ ModelConfig infer_sd1_config(const SafetensorsFile& f, const nlohmann::json* ove
                        " UNet heads; give --model-config if it was trained otherwise");
   }
   return c;
+}
+
+UNetConfig infer_unet_config(const SafetensorsFile& f) {
+  UNetConfig u;
+  const std::string up = kUNetPrefix;
+  const auto& conv_in = require(f, up + "input_blocks.0.0.weight");
+  u.model_channels = static_cast<int>(conv_in.shape[0]);
+  u.in_channels = static_cast<int>(conv_in.shape[1]);
+  u.out_channels = static_cast<int>(require(f, up + "out.2.weight").shape[0]);
+  const int n_input = count_indexed(f, up + "input_blocks.");
+  int downsamples = 0;
+  for (int i = 0; i < n_input; ++i)
+    if (f.find(up + "input_blocks." + std::to_string(i) + ".0.op.weight")) ++downsamples;
+  const int levels = downsamples + 1;
+  u.num_res_blocks = (n_input - 1 - downsamples) / levels;
+  u.channel_mult.clear();
+  u.attention_resolutions.clear();
+  int block = 1, ds = 1;
+  for (int level = 0; level < levels; ++level) {
+    const std::string b = up + "input_blocks." + std::to_string(block) + ".";
+    const auto& w = require(f, b + "0.out_layers.3.weight");
+    u.channel_mult.push_back(static_cast<int>(w.shape[0] / u.model_channels));
+    if (f.find(b + "1.proj_in.weight")) u.attention_resolutions.push_back(ds);
+    block += u.num_res_blocks + 1;
+    ds *= 2;
+  }
+  const std::string mid_attn = up + "middle_block.1.";
+  u.transformer_depth = count_indexed(f, mid_attn + "transformer_blocks.");
+  u.context_dim =
+      static_cast<int>(require(f, mid_attn + "transformer_blocks.0.attn2.to_k.weight").shape[1]);
+  u.use_linear_proj = require(f, mid_attn + "proj_in.weight").shape.size() == 2;
+  return u;
 }
 
 LoadedModel load_checkpoint(const LoadOptions& o) {
@@ -259,15 +265,29 @@ LoadedModel load_checkpoint(const LoadOptions& o) {
 
   if (!has_prefix(*file, kUNetPrefix))
     throw CheckpointError(o.model_path +
-                          ": no 'model.diffusion_model.*' tensors; sdgen reads SD 1.x single-file "
-                          "checkpoints with LDM key names");
-  m.config = infer_sd1_config(*file, have_overrides ? &overrides : nullptr, &m.notes);
+                          ": no 'model.diffusion_model.*' tensors; sdgen reads SD 1.x/2.x "
+                          "single-file checkpoints with LDM key names");
+  const bool sd2 = is_sd2_checkpoint(*file);
+  const nlohmann::json* json = have_overrides ? &overrides : nullptr;
+  m.config =
+      sd2 ? infer_sd2_config(*file, json, &m.notes) : infer_sd1_config(*file, json, &m.notes);
 
   LoadReport report;
   std::vector<std::string> consumed;
-  m.text = ClipTextModel(m.config.text);
-  load_module(*m.text, file, kClipPrefix, o.device, o.dtype, report, &consumed,
-              {"embeddings.position_ids"});
+  const std::string text_prefix = sd2 ? kOpenClipPrefix : kClipPrefix;
+  if (sd2) {
+    OpenClipTextModel text(m.config.text);
+    // SD 2.x never reaches the CLIP-space projection and the logit scale (they serve image-text
+    // matching); they are accounted for and not loaded, as is a stored causal mask.
+    load_module(*text, file, text_prefix, o.device, o.dtype, report, &consumed,
+                {"text_projection", "logit_scale", "attn_mask"});
+    m.text = text.ptr();
+  } else {
+    ClipTextModel text(m.config.text);
+    load_module(*text, file, text_prefix, o.device, o.dtype, report, &consumed,
+                {"embeddings.position_ids"});
+    m.text = text.ptr();
+  }
   m.unet = UNetModel(m.config.unet);
   load_module(*m.unet, file, kUNetPrefix, o.device, o.dtype, report, &consumed);
 
@@ -304,15 +324,16 @@ LoadedModel load_checkpoint(const LoadOptions& o) {
   // weights are knowingly replaced.
   std::set<std::string> used(consumed.begin(), consumed.end());
   for (const auto& t : file->tensors()) {
-    if (used.count(t.name) || starts_with(t.name, kClipPrefix) ||
+    if (used.count(t.name) || starts_with(t.name, text_prefix) ||
         starts_with(t.name, kUNetPrefix) || starts_with(t.name, kVaePrefix))
       continue;
     if (!is_known_extra(t.name)) report.unexpected.push_back(t.name);
   }
   if (!report.ok()) throw CheckpointError(report.message(o.model_path));
-  m.text->eval();
+  m.text->module().eval();
   m.unet->eval();
   m.vae->eval();
+  settle_prediction(m, o.prediction, o.device, o.dtype);
   return m;
 }
 

@@ -45,6 +45,7 @@ void to_json(json& j, const VaeConfig& c) {
 void to_json(json& j, const ModelConfig& c) {
   j = json{{"family", c.family},
            {"native_size", c.native_size},
+           {"prediction", c.prediction},
            {"text_encoder", c.text},
            {"unet", c.unet},
            {"vae", c.vae}};
@@ -74,6 +75,17 @@ void read(const json& j, const char* key, T& out) {
 void apply_json(const json& j, ModelConfig& c) {
   read(j, "family", c.family);
   read(j, "native_size", c.native_size);
+  // "eps" / "v", or diffusers' scheduler_config names ("epsilon", "v_prediction")
+  auto prediction = [&](const json& o, const char* key) {
+    auto it = o.find(key);
+    if (it == o.end() || !it->is_string()) return;
+    const auto s = it->get<std::string>();
+    if (s == "eps" || s == "epsilon") c.prediction = "eps";
+    if (s == "v" || s == "v_prediction") c.prediction = "v";
+  };
+  if (auto s = j.find("scheduler"); s != j.end() && s->is_object())
+    prediction(*s, "prediction_type");
+  prediction(j, "prediction");
   if (auto t = j.find("text_encoder"); t != j.end() && t->is_object()) {
     read(*t, "vocab_size", c.text.vocab_size);
     read(*t, "max_positions", c.text.max_positions);

@@ -1,5 +1,6 @@
 #include "sdgen/pipeline/pipeline.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace sdgen {
@@ -24,11 +25,23 @@ GenerationParams Pipeline::resolve(GenerationParams p, const PipelineEvents& eve
                                 std::to_string(std::max(factor, p.width / factor * factor)) + "x" +
                                 std::to_string(std::max(factor, p.height / factor * factor)));
   if (p.steps < 1) throw std::invalid_argument("steps must be at least 1");
-  sampler_info(p.sampler);
+  validate_sampler(p.sampler, p.steps, p.sampler_options);
   make_sigmas(p.scheduler, schedule_, 1);  // validates the name
-  if (p.clip_skip < 1 || p.clip_skip > model_.config.text.layers)
+  if (sampler_info(p.sampler).unit_noise_timesteps && p.scheduler != "discrete" && events.warn)
+    events.warn("sampler " + p.sampler + " uses its own timesteps; scheduler " + p.scheduler +
+                " does not apply");
+  parse_emphasis(p.emphasis);  // validates the name
+  if (p.clip_skip < 1 || p.clip_skip > model_.text->max_clip_skip())
     throw std::invalid_argument("clip skip must be between 1 and " +
-                                std::to_string(model_.config.text.layers));
+                                std::to_string(model_.text->max_clip_skip()));
+  const bool sd2 = model_.config.family == "sd2";
+  if (sd2 && p.clip_skip > 1 && events.warn)
+    events.warn("clip skip " + std::to_string(p.clip_skip) +
+                " on an SD 2.x model skips layers before the penultimate one it was trained "
+                "with; A1111 ignores clip skip for SD 2.x");
+  if (!p.prediction.empty() && p.prediction != "eps" && p.prediction != "v")
+    throw std::invalid_argument("prediction must be eps or v, not '" + p.prediction + "'");
+  if (p.prediction.empty() && sd2) p.prediction = model_.config.prediction;
   if (events.warn && (p.width > 2 * native || p.height > 2 * native ||
                       int64_t{p.width} * p.height > int64_t{2} * native * native))
     events.warn("size " + std::to_string(p.width) + "x" + std::to_string(p.height) +
@@ -37,31 +50,45 @@ GenerationParams Pipeline::resolve(GenerationParams p, const PipelineEvents& eve
   return p;
 }
 
-std::vector<int64_t> Pipeline::token_ids(const std::string& prompt,
-                                         const PipelineEvents& events) const {
-  const size_t length = static_cast<size_t>(model_.config.text.max_positions);
-  auto ids = tokenizer_->encode(prompt);
-  if (ids.size() > length - 2 && events.warn)
-    events.warn("prompt has " + std::to_string(ids.size()) + " tokens; only the first " +
-                std::to_string(length - 2) + " are used");
-  // SD 1.x pads with the end-of-text token.
-  return frame_ids(ids, tokenizer_->bos_id(), tokenizer_->eos_id(), tokenizer_->eos_id(), length);
+std::vector<PromptChunk> Pipeline::prompt_chunks(const std::string& prompt,
+                                                 Emphasis emphasis) const {
+  ChunkOptions o;  // bos, eos and comma come from the tokenizer
+  o.length = static_cast<size_t>(model_.config.text.max_positions) - 2;
+  // SD 1.x pads with the end-of-text token, SD 2.x with 0.
+  o.pad = model_.text->pad_id(tokenizer_->eos_id());
+  return tokenize_prompt(prompt, *tokenizer_, emphasis, o);
+}
+
+std::vector<int64_t> Pipeline::token_ids(const std::string& prompt, const PipelineEvents&,
+                                         Emphasis emphasis) const {
+  std::vector<int64_t> ids;
+  for (const auto& chunk : prompt_chunks(prompt, emphasis))
+    ids.insert(ids.end(), chunk.ids.begin(), chunk.ids.end());
+  return ids;
 }
 
 torch::Tensor Pipeline::encode_prompt(const std::string& prompt, int clip_skip,
-                                      const PipelineEvents& events) {
+                                      const PipelineEvents&, Emphasis emphasis) {
+  // A1111 FrozenCLIPEmbedderWithCustomWordsBase.forward for one prompt: every chunk through
+  // the encoder on its own, weighted, then concatenated along the tokens.
   torch::NoGradGuard no_grad;
-  auto ids = token_ids(prompt, events);
-  auto t = torch::tensor(ids, torch::kLong).unsqueeze(0).to(device_);
-  return model_.text->forward(t, clip_skip);
+  std::vector<torch::Tensor> zs;
+  for (const auto& chunk : prompt_chunks(prompt, emphasis)) {
+    auto ids = torch::tensor(chunk.ids, torch::kLong).unsqueeze(0).to(device_);
+    zs.push_back(apply_emphasis(model_.text->forward(ids, clip_skip), chunk.weights));
+  }
+  return zs.size() == 1 ? zs[0] : torch::cat(zs, 1);
 }
 
 Denoiser Pipeline::guided_denoiser(const torch::Tensor& cond, const torch::Tensor& uncond,
-                                   double cfg_scale) {
+                                   double cfg_scale, const std::string& prediction) {
   // Batch [uncond, cond] through CompVisDenoiser: x = x0 + sigma * eps, UNet input
-  // x / sqrt(sigma^2 + 1) at t(sigma), denoised = x - sigma * eps.
+  // x / sqrt(sigma^2 + 1) at t(sigma), denoised = x - sigma * eps. For v models
+  // CompVisVDenoiser: denoised = x * c_skip + v * c_out with c_skip = 1 / (sigma^2 + 1),
+  // c_out = -sigma / sqrt(sigma^2 + 1).
   auto context = torch::cat({uncond, cond});
-  return [this, context, cfg_scale](const torch::Tensor& x, const torch::Tensor& sigma) {
+  const bool v = (prediction.empty() ? model_.config.prediction : prediction) == "v";
+  return [this, context, cfg_scale, v](const torch::Tensor& x, const torch::Tensor& sigma) {
     torch::NoGradGuard no_grad;
     auto x_in = torch::cat({x, x});
     auto sigma_in = torch::cat({sigma, sigma});
@@ -71,9 +98,44 @@ Denoiser Pipeline::guided_denoiser(const torch::Tensor& cond, const torch::Tenso
     auto ctx = context.size(0) == x_in.size(0) ? context : context.repeat_interleave(x.size(0), 0);
     auto eps = model_.unet->forward((x_in * c_in).to(device_, dtype_), t.to(device_), ctx)
                    .to(torch::kFloat);
+    if (v) {
+      auto c_skip = (sigma_in.pow(2) + 1.0).reciprocal().view({-1, 1, 1, 1}).to(eps.device());
+      auto v_out = (c_out * c_in).to(eps.device());  // -sigma / sqrt(sigma^2 + 1)
+      auto parts = (x_in * c_skip + eps * v_out).chunk(2);
+      return parts[0] + (parts[1] - parts[0]) * cfg_scale;
+    }
     auto denoised = x_in + eps * c_out.to(eps.device());
     auto parts = denoised.chunk(2);
     return parts[0] + (parts[1] - parts[0]) * cfg_scale;
+  };
+}
+
+EpsModel Pipeline::guided_eps_model(const torch::Tensor& cond, const torch::Tensor& uncond,
+                                    double cfg_scale, const std::string& prediction) {
+  // CompVis DDIMSampler / PLMSSampler's model call: the UNet on the unit-variance latent at
+  // integer timesteps, batch [uncond, cond], e = e_uncond + cfg * (e_cond - e_uncond); at cfg 1
+  // only the cond pass runs. v models (Stability-AI ddim.py): guidance on v, then
+  // eps = sqrt(acp[t]) * v + sqrt(1 - acp[t]) * x.
+  const bool v = (prediction.empty() ? model_.config.prediction : prediction) == "v";
+  const bool guided = cfg_scale != 1.0;
+  auto context = guided ? torch::cat({uncond, cond}) : cond;
+  return [this, context, cfg_scale, v, guided](const torch::Tensor& x, const torch::Tensor& t) {
+    torch::NoGradGuard no_grad;
+    auto x_in = guided ? torch::cat({x, x}) : x;
+    auto t_in = guided ? torch::cat({t, t}) : t;
+    auto ctx = context.size(0) == x_in.size(0) ? context : context.repeat_interleave(x.size(0), 0);
+    auto out =
+        model_.unet->forward(x_in.to(device_, dtype_), t_in.to(device_), ctx).to(torch::kFloat);
+    if (guided) {
+      auto parts = out.chunk(2);
+      out = parts[0] + cfg_scale * (parts[1] - parts[0]);
+    }
+    if (v) {
+      auto acp = schedule_.alphas_cumprod().index({t.to(torch::kCPU).to(torch::kLong)});
+      auto a = acp.to(torch::kDouble).view({-1, 1, 1, 1});
+      out = a.sqrt().to(out.options()) * out + (1 - a).sqrt().to(out.options()) * x;
+    }
+    return out;
   };
 }
 
@@ -90,9 +152,17 @@ Image Pipeline::generate(const GenerationParams& params, const PipelineEvents& e
   const GenerationParams p = resolve(params, events);
   const int factor = model_.config.vae.downsample_factor();
 
-  // 1. text
-  auto cond = encode_prompt(p.prompt, p.clip_skip, events);
-  auto uncond = encode_prompt(p.negative_prompt, p.clip_skip, events);
+  // 1. text; a cond and an uncond of different lengths are padded with chunks of the empty
+  // prompt so that they batch together (A1111's pad_cond_uncond)
+  const Emphasis emphasis = parse_emphasis(p.emphasis);
+  auto cond = encode_prompt(p.prompt, p.clip_skip, events, emphasis);
+  auto uncond = encode_prompt(p.negative_prompt, p.clip_skip, events, emphasis);
+  if (cond.size(1) != uncond.size(1)) {
+    const auto empty = encode_prompt("", p.clip_skip, events, emphasis);
+    const int64_t tokens = std::max(cond.size(1), uncond.size(1));
+    cond = pad_context(cond, tokens, empty);
+    uncond = pad_context(uncond, tokens, empty);
+  }
 
   // 2. noise, from a CPU generator so that one seed gives one image on every device
   auto gen = at::detail::createCPUGenerator(p.seed);
@@ -100,24 +170,62 @@ Image Pipeline::generate(const GenerationParams& params, const PipelineEvents& e
   auto noise = torch::randn({1, model_.config.vae.z_channels, p.height / factor, p.width / factor},
                             gen, f32);
   auto sigmas = make_sigmas(p.scheduler, schedule_, p.steps);
-  auto x = (noise * sigmas[0]).to(device_);
-  NoiseSource ancestral_noise = [gen](const torch::Tensor& like, double, double) mutable {
-    return torch::randn(like.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat))
-        .to(like.device());
-  };
+  const SamplerInfo& sampler = sampler_info(p.sampler);
+  NoiseSource sampler_noise = make_noise_source(sampler, gen, sigmas);
 
-  // 3. denoise
-  auto model = guided_denoiser(cond, uncond, p.cfg_scale);
-  auto latent = run_sampler(p.sampler, model, x, sigmas.to(device_), ancestral_noise,
-                            p.sampler_options, events.step);
+  // 3. denoise: k-diffusion samplers from noise * sigmas[0] over the sigma schedule; CompVis
+  // DDIM / PLMS from the unit noise itself over their own timesteps, guided in eps space
+  torch::Tensor latent;
+  if (sampler.unit_noise_timesteps) {
+    auto model = guided_eps_model(cond, uncond, p.cfg_scale, p.prediction);
+    latent = run_timestep_sampler(p.sampler, model, noise.to(device_), schedule_.alphas_cumprod(),
+                                  p.steps, sampler_noise, p.sampler_options, events.step);
+  } else {
+    auto x = (noise * sigmas[0]).to(device_);
+    auto model = guided_denoiser(cond, uncond, p.cfg_scale, p.prediction);
+    latent = run_sampler(p.sampler, model, x, sigmas.to(device_), sampler_noise, p.sampler_options,
+                         events.step);
+  }
 
   // 4. decode
   auto pixels = decode_latent(latent);
   Image out;
   out.width = p.width;
   out.height = p.height;
+  out.params = p;
   out.rgb.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
   return out;
+}
+
+torch::Tensor apply_emphasis(const torch::Tensor& z, const std::vector<double>& weights) {
+  // A1111 EmphasisOriginal.after_transformers: z *= w; z *= original_mean / new_mean.
+  if (static_cast<int64_t>(weights.size()) != z.size(1))
+    throw std::invalid_argument("apply_emphasis: " + std::to_string(weights.size()) +
+                                " weights for " + std::to_string(z.size(1)) + " tokens");
+  if (std::all_of(weights.begin(), weights.end(), [](double w) { return w == 1.0; }))
+    return z;  // what the formula gives too (z * 1 * (m / m))
+  torch::NoGradGuard no_grad;
+  const std::vector<float> w(weights.begin(), weights.end());  // torch.asarray: float32
+  auto zf = z.to(torch::kFloat);
+  auto original_mean = zf.mean();
+  auto multipliers = torch::tensor(w).to(zf.device()).view({1, -1, 1});
+  auto weighted = zf * multipliers;
+  auto new_mean = weighted.mean();
+  return (weighted * (original_mean / new_mean)).to(z.scalar_type());
+}
+
+torch::Tensor pad_context(const torch::Tensor& context, int64_t tokens,
+                          const torch::Tensor& empty) {
+  const int64_t missing = tokens - context.size(1);
+  if (missing <= 0) return context;
+  if (missing % empty.size(1) != 0)
+    throw std::invalid_argument("pad_context: " + std::to_string(missing) +
+                                " tokens to add is not a multiple of " +
+                                std::to_string(empty.size(1)));
+  auto fill = empty.to(context.device(), context.scalar_type())
+                  .expand({context.size(0), empty.size(1), empty.size(2)})
+                  .repeat({1, missing / empty.size(1), 1});
+  return torch::cat({context, fill}, 1);
 }
 
 InfoText make_infotext(const GenerationParams& p, const std::string& model_name,
@@ -128,18 +236,24 @@ InfoText make_infotext(const GenerationParams& p, const std::string& model_name,
   auto& f = info.fields;
   f.emplace_back("Steps", std::to_string(p.steps));
   f.emplace_back("Sampler", sampler_info(p.sampler).a1111_label);
-  for (const auto& s : schedulers())
-    if (s.name == p.scheduler && s.a1111_label != "Automatic")
-      f.emplace_back("Schedule type", s.a1111_label);
+  if (auto type = a1111_schedule_type(p.sampler, p.scheduler); !type.empty())
+    f.emplace_back("Schedule type", type);
   f.emplace_back("CFG scale", format_number(p.cfg_scale));
   f.emplace_back("Seed", std::to_string(p.seed));
   f.emplace_back("Size", std::to_string(p.width) + "x" + std::to_string(p.height));
   if (!model_hash.empty()) f.emplace_back("Model hash", model_hash);
   if (!model_name.empty()) f.emplace_back("Model", model_name);
   if (!vae_name.empty()) f.emplace_back("VAE", vae_name);
-  if (p.sampler_options.eta != 1.0 && sampler_info(p.sampler).ancestral)
-    f.emplace_back("Eta", format_number(p.sampler_options.eta));
+  if (auto [key, eta] = a1111_eta_field(p.sampler, p.sampler_options); !key.empty())
+    f.emplace_back(key, format_number(eta));
   if (p.clip_skip != 1) f.emplace_back("Clip skip", std::to_string(p.clip_skip));
+  // As A1111: recorded when it is not the default and a prompt holds '(' or '['.
+  const Emphasis emphasis = parse_emphasis(p.emphasis);
+  if (emphasis != Emphasis::kA1111 &&
+      (has_emphasis_brackets(p.prompt) || has_emphasis_brackets(p.negative_prompt)))
+    f.emplace_back("Emphasis", emphasis_a1111_label(emphasis));
+  // Not an A1111 field (A1111 reads it from the model's config); the webuis keep unknown keys.
+  if (!p.prediction.empty()) f.emplace_back("Prediction", p.prediction);
   f.emplace_back("Version", "sdgen 0.1.0");
   return info;
 }

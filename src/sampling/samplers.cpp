@@ -1,96 +1,293 @@
+// The sampler registry: names, A1111 labels and aliases, option checks, dispatch, and the
+// noise each sampler reads. The samplers themselves are in samplers_kdiffusion.cpp,
+// samplers_multistep.cpp and samplers_compvis.cpp.
 #include "sdgen/sampling/samplers.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <memory>
 #include <stdexcept>
+
+#include "sdgen/sampling/brownian_tree.h"
+#include "sdgen/sampling/schedule.h"
 
 namespace sdgen {
 namespace {
 
-// sigma (0-d) broadcast against x as k-diffusion's append_dims does.
-torch::Tensor expand_as_x(const torch::Tensor& sigma, const torch::Tensor& x) {
-  std::vector<int64_t> shape(x.dim(), 1);
-  return sigma.reshape(shape);
+SamplerInfo info(std::string name, std::string label, std::string description) {
+  SamplerInfo s;
+  s.name = std::move(name);
+  s.a1111_label = std::move(label);
+  s.description = std::move(description);
+  return s;
 }
 
-torch::Tensor to_d(const torch::Tensor& x, const torch::Tensor& sigma,
-                   const torch::Tensor& denoised) {
-  return (x - denoised) / expand_as_x(sigma, x);
+SamplerInfo noisy(SamplerInfo s, bool takes_eta = true) {
+  s.ancestral = true;
+  s.takes_eta = takes_eta;
+  s.default_eta = takes_eta ? 1.0 : 0.0;
+  return s;
 }
 
-torch::Tensor batch_sigma(const torch::Tensor& sigma, const torch::Tensor& x) {
-  return sigma * torch::ones({x.size(0)}, sigma.options());
+SamplerInfo default_schedule(SamplerInfo s, std::string scheduler) {
+  s.a1111_default_scheduler = std::move(scheduler);
+  return s;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string valid_names() {
+  std::string valid;
+  for (const auto& s : samplers()) valid += (valid.empty() ? "" : ", ") + s.name;
+  return valid;
 }
 
 }  // namespace
 
 const std::vector<SamplerInfo>& samplers() {
-  static const std::vector<SamplerInfo> list = {
-      {"euler", "Euler", "Euler's method on the probability-flow ODE (k-diffusion sample_euler)",
-       false},
-      {"euler_a", "Euler a",
-       "Euler ancestral: an Euler step down to sigma_down, then fresh noise up to the next "
-       "sigma (sample_euler_ancestral; --eta scales the noise)",
-       true},
-  };
+  static const std::vector<SamplerInfo> list = [] {
+    std::vector<SamplerInfo> l;
+    l.push_back(info("euler", "Euler",
+                     "Euler's method on the probability-flow ODE (k-diffusion sample_euler)"));
+    l.push_back(noisy(info("euler_a", "Euler a",
+                           "Euler ancestral: an Euler step down to sigma_down, then fresh noise "
+                           "up to the next sigma (sample_euler_ancestral; --eta scales the "
+                           "noise)")));
+    l.push_back(info("heun", "Heun",
+                     "Heun's second-order method, 2 model calls per step but the last "
+                     "(sample_heun)"));
+    l.push_back(default_schedule(
+        info("dpm2", "DPM2",
+             "DPM-Solver-2: a midpoint step at the geometric mean sigma, 2 model calls per "
+             "step but the last (sample_dpm_2)"),
+        "karras"));
+    l.push_back(default_schedule(
+        noisy(info("dpm2_a", "DPM2 a",
+                   "DPM-Solver-2 ancestral: DPM2 down to sigma_down, then fresh noise "
+                   "(sample_dpm_2_ancestral; --eta)")),
+        "karras"));
+    l.push_back(default_schedule(
+        noisy(info("dpm++2s_a", "DPM++ 2S a",
+                   "DPM-Solver++(2S) ancestral: 2 model calls per step, fresh noise each step "
+                   "(sample_dpmpp_2s_ancestral; --eta)")),
+        "karras"));
+    l.push_back(
+        default_schedule(info("dpm++2m", "DPM++ 2M",
+                              "DPM-Solver++(2M): second-order multistep, 1 model call per step "
+                              "(sample_dpmpp_2m)"),
+                         "karras"));
+    auto sde = noisy(info("dpm++2m_sde", "DPM++ 2M SDE",
+                          "DPM-Solver++(2M) SDE, midpoint: 2M on the reverse SDE with "
+                          "Brownian-tree noise seeded from the image seed "
+                          "(sample_dpmpp_2m_sde; --eta 0 gives dpm++2m)"));
+    sde.brownian_noise = true;
+    l.push_back(default_schedule(sde, "exponential"));
+    l.push_back(info("lms", "LMS",
+                     "linear multistep of order 4 with exactly integrated coefficients "
+                     "(sample_lms)"));
+    auto ddim = info("ddim", "DDIM",
+                     "CompVis DDIM with uniform timesteps from unit noise, CFG on the noise "
+                     "prediction (own timesteps: --scheduler does not apply; --eta, default 0)");
+    ddim.takes_eta = true;
+    ddim.unit_noise_timesteps = true;
+    l.push_back(ddim);
+    auto plms = info("plms", "PLMS",
+                     "CompVis PLMS (pseudo linear multistep) with uniform timesteps from unit "
+                     "noise, steps + 1 model calls (own timesteps: --scheduler does not apply)");
+    plms.unit_noise_timesteps = true;
+    l.push_back(plms);
+    l.push_back(info("unipc", "UniPC",
+                     "UniPC bh2 order 2 predictor-corrector (as diffusers' "
+                     "UniPCMultistepScheduler defaults), 1 model call per step"));
+    l.push_back(noisy(info("lcm", "LCM",
+                           "latent consistency sampling: jump to the denoised estimate, re-noise "
+                           "to the next sigma (sample_lcm; for LCM-distilled models, few steps)"),
+                      false));
+    return l;
+  }();
   return list;
 }
 
 const SamplerInfo& sampler_info(const std::string& name) {
   for (const auto& s : samplers())
     if (s.name == name) return s;
-  std::string valid;
-  for (const auto& s : samplers()) valid += (valid.empty() ? "" : ", ") + s.name;
-  throw std::invalid_argument("unknown sampler '" + name + "'; valid: " + valid);
+  throw std::invalid_argument("unknown sampler '" + name + "'; valid: " + valid_names() +
+                              " (or an A1111 label such as \"DPM++ 2M Karras\")");
 }
 
-std::pair<torch::Tensor, torch::Tensor> ancestral_step(const torch::Tensor& sigma_from,
-                                                       const torch::Tensor& sigma_to, double eta) {
-  if (eta == 0.0) return {sigma_to, torch::zeros_like(sigma_to)};
-  auto up =
-      eta * (sigma_to.pow(2) * (sigma_from.pow(2) - sigma_to.pow(2)) / sigma_from.pow(2)).pow(0.5);
-  auto sigma_up = torch::minimum(sigma_to, up);
-  auto sigma_down = (sigma_to.pow(2) - sigma_up.pow(2)).pow(0.5);
-  return {sigma_down, sigma_up};
+double effective_eta(const SamplerInfo& info, const SamplerOptions& options) {
+  if (!info.takes_eta) return info.default_eta;
+  return std::isnan(options.eta) ? info.default_eta : options.eta;
 }
 
-torch::Tensor sample_euler(const Denoiser& model, torch::Tensor x, const torch::Tensor& sigmas,
-                           const StepCallback& callback) {
-  const int steps = static_cast<int>(sigmas.size(0)) - 1;
-  for (int i = 0; i < steps; ++i) {
-    if (callback) callback(i, steps, x);
-    auto sigma = sigmas[i];
-    auto denoised = model(x, batch_sigma(sigma, x));
-    auto d = to_d(x, sigma, denoised);
-    x = x + d * (sigmas[i + 1] - sigma);
-  }
-  return x;
-}
-
-torch::Tensor sample_euler_ancestral(const Denoiser& model, torch::Tensor x,
-                                     const torch::Tensor& sigmas, const NoiseSource& noise,
-                                     const SamplerOptions& o, const StepCallback& callback) {
-  const int steps = static_cast<int>(sigmas.size(0)) - 1;
-  for (int i = 0; i < steps; ++i) {
-    if (callback) callback(i, steps, x);
-    auto sigma = sigmas[i], next = sigmas[i + 1];
-    auto denoised = model(x, batch_sigma(sigma, x));
-    auto [sigma_down, sigma_up] = ancestral_step(sigma, next, o.eta);
-    auto d = to_d(x, sigma, denoised);
-    x = x + d * (sigma_down - sigma);
-    if (next.item<float>() > 0) {
-      x = x + noise(x, sigma.item<double>(), next.item<double>()) * o.s_noise * sigma_up;
+void validate_sampler(const std::string& name, int steps, const SamplerOptions& options) {
+  const auto& s = sampler_info(name);
+  if (!std::isnan(options.eta)) {
+    if (!s.takes_eta) {
+      std::string takers;
+      for (const auto& t : samplers())
+        if (t.takes_eta) takers += (takers.empty() ? "" : ", ") + t.name;
+      throw std::invalid_argument("--eta does not apply to sampler " + name +
+                                  "; samplers that take it: " + takers);
     }
+    if (!(options.eta >= 0) || options.eta > 100)
+      throw std::invalid_argument("--eta must be between 0 and 100");
   }
-  return x;
+  if (s.unit_noise_timesteps) compvis_timesteps(steps);  // throws for an impossible count
+}
+
+const std::vector<SamplerAlias>& sampler_aliases() {
+  // A1111's labels (modules/sd_samplers_kdiffusion.py, sd_samplers_timesteps.py; before 1.9
+  // the schedule was part of the label), its k_ aliases, and ComfyUI's spellings.
+  static const std::vector<SamplerAlias> list = {
+      {"Euler", "euler", ""},
+      {"Euler a", "euler_a", ""},
+      {"Heun", "heun", ""},
+      {"DPM2", "dpm2", ""},
+      {"DPM2 Karras", "dpm2", "karras"},
+      {"DPM2 a", "dpm2_a", ""},
+      {"DPM2 a Karras", "dpm2_a", "karras"},
+      {"DPM++ 2S a", "dpm++2s_a", ""},
+      {"DPM++ 2S a Karras", "dpm++2s_a", "karras"},
+      {"DPM++ 2M", "dpm++2m", ""},
+      {"DPM++ 2M Karras", "dpm++2m", "karras"},
+      {"DPM++ 2M SDE", "dpm++2m_sde", ""},
+      {"DPM++ 2M SDE Karras", "dpm++2m_sde", "karras"},
+      {"DPM++ 2M SDE Exponential", "dpm++2m_sde", "exponential"},
+      {"LMS", "lms", ""},
+      {"LMS Karras", "lms", "karras"},
+      {"DDIM", "ddim", ""},
+      {"PLMS", "plms", ""},
+      {"UniPC", "unipc", ""},
+      {"LCM", "lcm", ""},
+      {"k_euler", "euler", ""},
+      {"k_euler_a", "euler_a", ""},
+      {"k_euler_ancestral", "euler_a", ""},
+      {"k_heun", "heun", ""},
+      {"k_dpm_2", "dpm2", ""},
+      {"k_dpm_2_ka", "dpm2", "karras"},
+      {"k_dpm_2_a", "dpm2_a", ""},
+      {"k_dpm_2_a_ka", "dpm2_a", "karras"},
+      {"k_dpmpp_2s_a", "dpm++2s_a", ""},
+      {"k_dpmpp_2s_a_ka", "dpm++2s_a", "karras"},
+      {"k_dpmpp_2m", "dpm++2m", ""},
+      {"k_dpmpp_2m_ka", "dpm++2m", "karras"},
+      {"k_dpmpp_2m_sde", "dpm++2m_sde", ""},
+      {"k_dpmpp_2m_sde_ka", "dpm++2m_sde", "karras"},
+      {"k_lms", "lms", ""},
+      {"k_lms_ka", "lms", "karras"},
+      {"euler_ancestral", "euler_a", ""},
+      {"dpm_2", "dpm2", ""},
+      {"dpm_2_ancestral", "dpm2_a", ""},
+      {"dpmpp_2s_ancestral", "dpm++2s_a", ""},
+      {"dpmpp_2m", "dpm++2m", ""},
+      {"dpmpp_2m_sde", "dpm++2m_sde", ""},
+      {"uni_pc_bh2", "unipc", ""},
+  };
+  return list;
+}
+
+void apply_sampler_alias(std::string& sampler, std::string& scheduler, bool scheduler_explicit) {
+  for (const auto& s : samplers())
+    if (s.name == sampler) return;
+  const std::string key = lower(sampler);
+  for (const auto& a : sampler_aliases()) {
+    if (lower(a.label) != key) continue;
+    if (!a.scheduler.empty()) {
+      if (scheduler_explicit && scheduler != a.scheduler)
+        throw std::invalid_argument("--sampler \"" + sampler + "\" means --sampler " + a.sampler +
+                                    " --scheduler " + a.scheduler +
+                                    ", which contradicts "
+                                    "--scheduler " +
+                                    scheduler + "; give one or the other");
+      scheduler = a.scheduler;
+    }
+    sampler = a.sampler;
+    return;
+  }
+}
+
+std::string a1111_schedule_type(const std::string& sampler, const std::string& scheduler) {
+  const auto& info = sampler_info(sampler);
+  if (info.unit_noise_timesteps) return "";
+  if (scheduler == "discrete" && info.a1111_default_scheduler.empty()) return "";
+  for (const auto& s : schedulers())
+    if (s.name == scheduler) return s.a1111_label;
+  return scheduler;
+}
+
+std::pair<std::string, double> a1111_eta_field(const std::string& sampler,
+                                               const SamplerOptions& options) {
+  const auto& info = sampler_info(sampler);
+  const double eta = effective_eta(info, options);
+  if (!info.takes_eta || eta == info.default_eta) return {"", eta};
+  return {info.unit_noise_timesteps ? "Eta DDIM" : "Eta", eta};
 }
 
 torch::Tensor run_sampler(const std::string& name, const Denoiser& model, torch::Tensor x,
                           const torch::Tensor& sigmas, const NoiseSource& noise,
-                          const SamplerOptions& options, const StepCallback& callback) {
-  sampler_info(name);  // validates the name
-  if (name == "euler") return sample_euler(model, std::move(x), sigmas, callback);
-  if (name == "euler_a")
-    return sample_euler_ancestral(model, std::move(x), sigmas, noise, options, callback);
+                          const SamplerOptions& o, const StepCallback& cb) {
+  const auto& info = sampler_info(name);
+  if (info.unit_noise_timesteps)
+    throw std::invalid_argument("sampler '" + name + "' runs through run_timestep_sampler");
+  if (name == "euler") return sample_euler(model, std::move(x), sigmas, cb);
+  if (name == "euler_a") return sample_euler_ancestral(model, std::move(x), sigmas, noise, o, cb);
+  if (name == "heun") return sample_heun(model, std::move(x), sigmas, cb);
+  if (name == "dpm2") return sample_dpm_2(model, std::move(x), sigmas, cb);
+  if (name == "dpm2_a") return sample_dpm_2_ancestral(model, std::move(x), sigmas, noise, o, cb);
+  if (name == "dpm++2s_a")
+    return sample_dpmpp_2s_ancestral(model, std::move(x), sigmas, noise, o, cb);
+  if (name == "dpm++2m") return sample_dpmpp_2m(model, std::move(x), sigmas, cb);
+  if (name == "dpm++2m_sde") return sample_dpmpp_2m_sde(model, std::move(x), sigmas, noise, o, cb);
+  if (name == "lms") return sample_lms(model, std::move(x), sigmas, 4, cb);
+  if (name == "unipc") return sample_unipc(model, std::move(x), sigmas, {}, cb);
+  if (name == "lcm") return sample_lcm(model, std::move(x), sigmas, noise, cb);
   throw std::logic_error("sampler '" + name + "' is listed but has no implementation");
+}
+
+torch::Tensor run_timestep_sampler(const std::string& name, const EpsModel& model, torch::Tensor x,
+                                   const torch::Tensor& alphas_cumprod, int steps,
+                                   const NoiseSource& noise, const SamplerOptions& o,
+                                   const StepCallback& cb) {
+  const auto& info = sampler_info(name);
+  if (!info.unit_noise_timesteps)
+    throw std::invalid_argument("sampler '" + name + "' runs through run_sampler");
+  const auto timesteps = compvis_timesteps(steps, static_cast<int>(alphas_cumprod.size(0)));
+  if (name == "ddim")
+    return sample_ddim(model, std::move(x), timesteps, alphas_cumprod, noise, o, cb);
+  if (name == "plms") {
+    if (!std::isnan(o.eta) && o.eta != 0) throw std::invalid_argument("plms needs eta 0");
+    return sample_plms(model, std::move(x), timesteps, alphas_cumprod, cb);
+  }
+  throw std::logic_error("sampler '" + name + "' is listed but has no implementation");
+}
+
+NoiseSource make_noise_source(const SamplerInfo& info, at::Generator generator,
+                              const torch::Tensor& sigmas) {
+  if (info.brownian_noise) {
+    // k-diffusion: BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max()) seeded
+    // by torch.randint(0, 2 ** 63 - 1, []) from the global generator.
+    auto s = sigmas.to(torch::kCPU).to(torch::kDouble);
+    const double lo = s.masked_select(s.gt(0)).min().item<double>();
+    const double hi = s.max().item<double>();
+    const auto seed = static_cast<uint64_t>(
+        torch::randint(0, INT64_MAX, {}, generator, torch::TensorOptions().dtype(torch::kLong))
+            .item<int64_t>());
+    auto source = std::make_shared<NoiseSource>();
+    return [source, seed, lo, hi](const torch::Tensor& like, double sigma, double next) {
+      if (!*source) *source = brownian_noise_source(seed, like.sizes().vec(), lo, hi);
+      return (*source)(like, sigma, next);
+    };
+  }
+  // k-diffusion default_noise_sampler: torch.randn_like(x) from the global generator.
+  return [generator](const torch::Tensor& like, double, double) mutable {
+    return torch::randn(like.sizes(), generator, torch::TensorOptions().dtype(torch::kFloat))
+        .to(like.device(), like.scalar_type());
+  };
 }
 
 }  // namespace sdgen

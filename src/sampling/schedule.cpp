@@ -66,11 +66,36 @@ torch::Tensor sigmas_exponential(const DiscreteSchedule& s, int n) {
       torch::linspace(hi, lo, n, torch::TensorOptions().dtype(torch::kFloat32)).exp());
 }
 
+torch::Tensor sigmas_sgm_uniform(const DiscreteSchedule& s, int n) {
+  // A1111 sd_schedulers.sgm_uniform: start = sigma_to_t(sigma_max), end = sigma_to_t(sigma_min),
+  // t = linspace(start, end, n + 1)[:-1] (float32), sigma = t_to_sigma(t), then 0.
+  const double start = s.sigma_to_t(s.sigma_max().reshape({1})).item<float>();
+  const double end = s.sigma_to_t(s.sigma_min().reshape({1})).item<float>();
+  auto t = torch::linspace(start, end, n + 1, torch::TensorOptions().dtype(torch::kFloat));
+  return append_zero(s.t_to_sigma(t.narrow(0, 0, n)));
+}
+
+torch::Tensor sigmas_simple(const DiscreteSchedule& s, int n) {
+  // A1111 sd_schedulers.simple_scheduler: ss = len(sigmas) / n,
+  // sigmas[-(1 + int(x * ss))] for x in range(n), then 0.
+  const int64_t T = s.sigmas().size(0);
+  const double ss = static_cast<double>(T) / n;
+  std::vector<int64_t> idx;
+  for (int x = 0; x < n; ++x) idx.push_back(T - 1 - static_cast<int64_t>(x * ss));
+  return append_zero(s.sigmas().index({torch::tensor(idx, torch::kLong)}));
+}
+
 const std::vector<SchedulerInfo>& schedulers() {
   static const std::vector<SchedulerInfo> list = {
-      {"discrete", "Automatic", "the model's own timesteps, evenly spaced (A1111 \"Normal\")"},
+      {"discrete", "Uniform",
+       "the model's own timesteps, evenly spaced from 999 to 0 (k-diffusion get_sigmas; "
+       "A1111 \"Automatic\" for most samplers)"},
       {"karras", "Karras", "Karras et al. (2022) rho=7 spacing: more steps at low noise"},
       {"exponential", "Exponential", "evenly spaced in log sigma"},
+      {"sgm_uniform", "SGM Uniform",
+       "timesteps evenly spaced from 999 towards 0 without reaching it (for LCM / turbo "
+       "models)"},
+      {"simple", "Simple", "every (1000 / steps)-th sigma of the model's table, from the top"},
   };
   return list;
 }
@@ -81,6 +106,8 @@ torch::Tensor make_sigmas(const std::string& name, const DiscreteSchedule& s, in
   if (name == "discrete") return sigmas_discrete(s, steps);
   if (name == "karras") return sigmas_karras(s, steps);
   if (name == "exponential") return sigmas_exponential(s, steps);
+  if (name == "sgm_uniform") return sigmas_sgm_uniform(s, steps);
+  if (name == "simple") return sigmas_simple(s, steps);
   std::string valid;
   for (const auto& i : schedulers()) valid += (valid.empty() ? "" : ", ") + i.name;
   throw std::invalid_argument("unknown scheduler '" + name + "'; valid: " + valid);

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "sdgen/models/config.h"
+#include "sdgen/models/text_encoder.h"
 
 namespace sdgen {
 
@@ -27,15 +28,18 @@ class ClipLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ClipLayer);
 
-class ClipTextModelImpl : public torch::nn::Module {
+class ClipTextModelImpl : public torch::nn::Module, public TextEncoder {
  public:
   explicit ClipTextModelImpl(const ClipTextConfig& c);
   // ids: [B, T] int64 -> [B, T, C]. clip_skip 1 = last layer (A1111 numbering); N uses the
   // output of layer -N. The final LayerNorm is applied in every case.
-  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1);
+  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1) override;
+  int max_clip_skip() const override { return config_.layers; }
   // Residual stream after the embeddings (index 0) and after each layer (index i).
-  std::vector<torch::Tensor> hidden_states(const torch::Tensor& ids);
-  const ClipTextConfig& config() const { return config_; }
+  std::vector<torch::Tensor> hidden_states(const torch::Tensor& ids) override;
+  int64_t pad_id(int64_t eos_id) const override { return eos_id; }  // SD 1.x pads with EOS
+  const ClipTextConfig& config() const override { return config_; }
+  torch::nn::Module& module() override { return *this; }
 
   torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
   torch::nn::ModuleList layers{nullptr};

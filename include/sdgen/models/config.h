@@ -53,11 +53,13 @@ struct VaeConfig {
 };
 
 struct ModelConfig {
-  std::string family = "sd1";  // "sd1"
+  std::string family = "sd1";  // "sd1" or "sd2" (OpenCLIP text encoder)
   ClipTextConfig text;
   UNetConfig unet;
   VaeConfig vae;
   int native_size = 512;
+  // What the UNet predicts: "eps" (noise; SD 1.x, SD 2.x 512 base) or "v" (SD 2.x 768-v).
+  std::string prediction = "eps";
   // Parts read from JSON override shape inference (see load_config_overrides).
 };
 

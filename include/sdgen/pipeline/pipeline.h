@@ -13,6 +13,7 @@
 #include "sdgen/io/infotext.h"
 #include "sdgen/sampling/samplers.h"
 #include "sdgen/sampling/schedule.h"
+#include "sdgen/text/prompt_chunks.h"
 #include "sdgen/text/tokenizer.h"
 
 namespace sdgen {
@@ -26,13 +27,22 @@ struct GenerationParams {
   std::string sampler = "euler";
   std::string scheduler = "discrete";
   uint64_t seed = 0;
-  int clip_skip = 1;  // A1111 numbering: 1 = last layer
+  // A1111 numbering: 1 = the layer the model was trained with (SD 1.x the last, SD 2.x the
+  // penultimate); each step above 1 skips one more layer.
+  int clip_skip = 1;
+  // "eps" or "v"; empty: the model's (LoadedModel config.prediction). resolve() fills it for
+  // SD 2.x models, where it is recorded in the infotext as "Prediction".
+  std::string prediction;
+  // How brackets in the prompts are read: "a1111" (A1111's emphasis syntax, its "Original")
+  // or "none" (plain text, A1111's "None"); long prompts are chunked either way.
+  std::string emphasis = "a1111";
   SamplerOptions sampler_options;
 };
 
 struct Image {
   int width = 0, height = 0;
   std::vector<uint8_t> rgb;  // height * width * 3
+  GenerationParams params;   // as resolved and used (defaults filled in)
 };
 
 // What the pipeline reports while it works (for logs and progress bars).
@@ -51,15 +61,28 @@ class Pipeline {
   // the user.
   GenerationParams resolve(GenerationParams p, const PipelineEvents& events = {}) const;
 
-  // 1. Prompt -> token ids (BOS + 75 + EOS, padded) -> context [1, 77, C] in the model dtype.
-  std::vector<int64_t> token_ids(const std::string& prompt,
-                                 const PipelineEvents& events = {}) const;
+  // 1. Prompt -> chunks of 75 tokens with their A1111 emphasis weights (each BOS + 75 + EOS,
+  //    padded as the model pads; see prompt_chunks.h) -> context [1, 77k, C] in the model
+  //    dtype: each chunk encoded on its own, weighted, its mean restored (apply_emphasis), the
+  //    chunks concatenated along the token axis.
+  std::vector<PromptChunk> prompt_chunks(const std::string& prompt,
+                                         Emphasis emphasis = Emphasis::kA1111) const;
+  // The ids of all chunks, one after the other (77 per chunk).
+  std::vector<int64_t> token_ids(const std::string& prompt, const PipelineEvents& events = {},
+                                 Emphasis emphasis = Emphasis::kA1111) const;
   torch::Tensor encode_prompt(const std::string& prompt, int clip_skip,
-                              const PipelineEvents& events = {});
+                              const PipelineEvents& events = {},
+                              Emphasis emphasis = Emphasis::kA1111);
   // 2. (in generate) the starting latent: randn from a CPU generator seeded with the seed.
   // 3. The denoiser with classifier-free guidance: cond and uncond in one UNet batch.
-  Denoiser guided_denoiser(const torch::Tensor& cond, const torch::Tensor& uncond,
-                           double cfg_scale);
+  // `prediction` "eps" (CompVisDenoiser) or "v" (CompVisVDenoiser); empty: the model's.
+  Denoiser guided_denoiser(const torch::Tensor& cond, const torch::Tensor& uncond, double cfg_scale,
+                           const std::string& prediction = "");
+  // 3'. For the CompVis samplers (SamplerInfo::unit_noise_timesteps: ddim, plms): the guided
+  // noise prediction eps(x, t) on the unit-variance latent at integer timesteps, guidance in
+  // eps space as CompVis applies it (the uncond pass skipped at cfg 1).
+  EpsModel guided_eps_model(const torch::Tensor& cond, const torch::Tensor& uncond,
+                            double cfg_scale, const std::string& prediction = "");
   // 4. Latent (in the sampler's scale) -> [B, H, W, 3] uint8 on the CPU.
   torch::Tensor decode_latent(const torch::Tensor& latent);
 
@@ -79,6 +102,16 @@ class Pipeline {
   torch::ScalarType dtype_;
   DiscreteSchedule schedule_;
 };
+
+// A1111's EmphasisOriginal on the context of one chunk: z [1, T, C] times `weights` (T, one
+// per token, as float32), then times mean(z) / mean(weighted z), both means over the whole
+// chunk; computed in float32, returned in z's dtype. All weights 1.0 return z unchanged.
+torch::Tensor apply_emphasis(const torch::Tensor& z, const std::vector<double>& weights);
+
+// A1111's pad_cond_uncond: `context` [B, T, C] followed by copies of `empty` [B, E, C] (the
+// encoded empty prompt) up to `tokens` tokens; unchanged when it already has them. Throws
+// std::invalid_argument when tokens - T is not a multiple of E.
+torch::Tensor pad_context(const torch::Tensor& context, int64_t tokens, const torch::Tensor& empty);
 
 // The A1111 infotext for an image made with `p` by the model `model_name` (file name without
 // extension) whose file hashes to `model_hash` (first 10 hex digits of its sha256; may be empty).

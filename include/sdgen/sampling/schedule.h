@@ -35,6 +35,12 @@ class DiscreteSchedule {
 torch::Tensor sigmas_discrete(const DiscreteSchedule& s, int n);  // A1111 "normal"
 torch::Tensor sigmas_karras(const DiscreteSchedule& s, int n, double rho = 7.0);
 torch::Tensor sigmas_exponential(const DiscreteSchedule& s, int n);
+// A1111 / ComfyUI "SGM Uniform": n timesteps evenly spaced from t(sigma_max) towards
+// t(sigma_min), the endpoint left out (linspace(999, 0, n + 1)[:-1]), mapped to sigmas.
+torch::Tensor sigmas_sgm_uniform(const DiscreteSchedule& s, int n);
+// A1111 / ComfyUI "Simple": every (T / n)-th entry of the sigma table from the top:
+// sigmas[T - 1 - int(i * T / n)] for i < n.
+torch::Tensor sigmas_simple(const DiscreteSchedule& s, int n);
 
 struct SchedulerInfo {
   std::string name;         // --scheduler value

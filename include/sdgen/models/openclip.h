@@ -1,0 +1,62 @@
+// The OpenCLIP text tower that SD 2.x checkpoints carry under cond_stage_model.model.*
+// (mlfoundations/open_clip src/open_clip/model.py and transformer.py; Stability-AI's
+// FrozenOpenCLIPEmbedder with layer "penultimate"). Module names mirror the checkpoint keys.
+#pragma once
+#include <torch/torch.h>
+
+#include "sdgen/models/config.h"
+#include "sdgen/models/text_encoder.h"
+
+namespace sdgen {
+
+// nn.MultiheadAttention as open_clip stores it: one packed in_proj (rows 0..W-1 give q, the next
+// W rows k, the last W rows v) and out_proj.
+class OpenClipAttentionImpl : public torch::nn::Module {
+ public:
+  OpenClipAttentionImpl(int64_t width, int64_t heads);
+  torch::Tensor forward(const torch::Tensor& x);  // x: [B, T, C], causal
+  torch::Tensor in_proj_weight, in_proj_bias;     // [3C, C], [3C]
+  torch::nn::Linear out_proj{nullptr};
+  int64_t heads;
+};
+TORCH_MODULE(OpenClipAttention);
+
+// Pre-LN residual block: x + attn(ln_1(x)), then x + c_proj(gelu(c_fc(ln_2(x)))).
+class OpenClipResBlockImpl : public torch::nn::Module {
+ public:
+  explicit OpenClipResBlockImpl(const ClipTextConfig& c);
+  torch::Tensor forward(torch::Tensor x);  // x: [B, T, C]
+  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  OpenClipAttention attn{nullptr};
+  torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
+  bool quick_gelu;
+};
+TORCH_MODULE(OpenClipResBlock);
+
+class OpenClipTextModelImpl : public torch::nn::Module, public TextEncoder {
+ public:
+  explicit OpenClipTextModelImpl(const ClipTextConfig& c);
+  // clip_skip 1 = the penultimate block's output (SD 2.x's context: every resblock but the
+  // last), N = N - 1 blocks fewer; then ln_final. See TextEncoder.
+  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1) override;
+  // ln_final after every resblock (open_clip's layer "last"; not what SD 2.x uses).
+  torch::Tensor forward_last(const torch::Tensor& ids);
+  int max_clip_skip() const override { return config_.layers - 1; }
+  std::vector<torch::Tensor> hidden_states(const torch::Tensor& ids) override;
+  int64_t pad_id(int64_t) const override { return 0; }
+  const ClipTextConfig& config() const override { return config_; }
+  torch::nn::Module& module() override { return *this; }
+
+  torch::nn::Embedding token_embedding{nullptr};
+  torch::Tensor positional_embedding;  // [T, C], a bare parameter (no ".weight")
+  torch::nn::ModuleList resblocks{nullptr};
+  torch::nn::LayerNorm ln_final{nullptr};
+
+ private:
+  torch::Tensor embed(const torch::Tensor& ids);
+  torch::Tensor run(const torch::Tensor& ids, int blocks);
+  ClipTextConfig config_;
+};
+TORCH_MODULE(OpenClipTextModel);
+
+}  // namespace sdgen
