@@ -1,214 +1,47 @@
-// sdgen: the command line over the library. Parses options, loads the model once, renders,
-// writes PNGs with A1111 infotext. User mistakes end with one line on stderr and exit 2;
-// failures while working exit 1.
-#include <dirent.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
+// sdgen: the command line over the library. Parses options, builds and validates the job list
+// (a prompt or a prompt file), then runs it with the model loaded once per device.
+// Exit status: 0 all written or skipped, 1 some failed, 2 usage or input errors found before
+// any work, 130 interrupted.
 #include <iostream>
-#include <random>
-#include <regex>
 
 #include <CLI/CLI.hpp>
 
+#include "cli.h"
 #include "sdgen/io/checkpoint.h"
-#include "sdgen/io/model_hash.h"
 #include "sdgen/io/png.h"
-#include "sdgen/pipeline/pipeline.h"
-#include "sdgen/text/clip_tokenizer.h"
-#include "sdgen/util/fs.h"
 
+namespace sdgen::cli {
 namespace {
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-struct CliOptions {
-  std::string model, tokenizer, vae, model_config, output, device, dtype, size;
-  sdgen::GenerationParams params;
-  int64_t seed = -1;
-  bool overwrite = false, quiet = false, list_samplers = false;
-  bool scheduler_given = false;  // --scheduler on the command line (vs an A1111 sampler label)
-};
-
-void log(const CliOptions& o, const std::string& msg) {
-  if (!o.quiet) std::cerr << "sdgen: " << msg << "\n";
-}
-
-std::string file_stem(const std::string& path) {
-  auto base =
-      path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
-  const auto dot = base.rfind('.');
-  return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
-}
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
-
-// The shipped data folder (models/): $SDGEN_DATA_DIR, beside the executable, or the source tree.
-std::string data_dir() {
-  if (const char* d = std::getenv("SDGEN_DATA_DIR"); d && *d) return d;
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n > 0) {
-    exe[n] = 0;
-    std::string dir(exe);
-    dir = dir.substr(0, dir.rfind('/'));
-    for (const char* rel : {"/../share/sdgen/models", "/../models", "/models"})
-      if (exists(dir + rel)) return dir + rel;
-  }
-  return SDGEN_SOURCE_DIR "/models";
-}
-
-std::string default_tokenizer(const std::string& model) {
-  // a diffusers-style tokenizer/ beside the checkpoint, else the CLIP vocabulary sdgen ships
-  const auto dir =
-      model.substr(0, model.find_last_of('/') == std::string::npos ? 0 : model.find_last_of('/'));
-  const std::string beside = (dir.empty() ? "." : dir) + "/tokenizer";
-  if (exists(beside + "/vocab.json")) return beside;
-  return data_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz";
-}
-
-torch::Device parse_device(const std::string& s) {
-  if (s == "cpu") return torch::kCPU;
-  static const std::regex cuda("cuda(:([0-9]+))?");
-  std::smatch m;
-  if (!std::regex_match(s, m, cuda))
-    throw UsageError("--device must be cpu, cuda or cuda:N, not '" + s + "'");
-  if (!torch::cuda::is_available())
-    throw UsageError("--device " + s + ": no CUDA GPU is available to this build (" +
-                     std::string(torch::cuda::device_count() ? "driver problem" : "none found") +
-                     "); use --device cpu");
-  const int index = m[2].matched ? std::stoi(m[2]) : 0;
-  if (index >= static_cast<int>(torch::cuda::device_count()))
-    throw UsageError("--device " + s + ": only " + std::to_string(torch::cuda::device_count()) +
-                     " CUDA device(s) present");
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-}
-
-torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device) {
-  if (s == "fp32") return torch::kFloat;
-  if (s == "fp16") {
-    if (device.is_cpu())
-      throw UsageError("--dtype fp16 is for CUDA devices; on the CPU use fp32 (or bf16)");
-    return torch::kHalf;
-  }
-  if (s == "bf16") return torch::kBFloat16;
-  throw UsageError("--dtype must be fp32, fp16 or bf16, not '" + s + "'");
-}
-
-void parse_size(const std::string& s, sdgen::GenerationParams& p) {
-  static const std::regex re("([0-9]{1,6})[xX]([0-9]{1,6})");
-  std::smatch m;
-  if (!std::regex_match(s, m, re))
-    throw UsageError("--size must be WIDTHxHEIGHT, e.g. 512x512, not '" + s + "'");
-  p.width = std::stoi(m[1]);
-  p.height = std::stoi(m[2]);
-  if (p.width % 8 || p.height % 8 || p.width == 0 || p.height == 0)
-    throw UsageError("--size " + s + ": width and height must be positive multiples of 8; try " +
-                     std::to_string(std::max(8, p.width / 8 * 8)) + "x" +
-                     std::to_string(std::max(8, p.height / 8 * 8)));
-}
-
-// outputs/NNNNN-SEED.png with the next free index, as the webuis number their outputs.
-std::string default_output(uint64_t seed) {
-  int next = 0;
-  if (auto* dir = ::opendir("outputs")) {
-    while (auto* e = ::readdir(dir)) {
-      int n = 0;
-      if (std::sscanf(e->d_name, "%5d-", &n) == 1) next = std::max(next, n + 1);
-    }
-    ::closedir(dir);
-  }
-  char name[64];
-  std::snprintf(name, sizeof(name), "outputs/%05d-%llu.png", next,
-                static_cast<unsigned long long>(seed));
-  return name;
-}
 
 int run(const CliOptions& o) {
   if (o.list_samplers) {
-    // name, A1111 label, description; the labels (and "... Karras" forms) work as --sampler
-    for (const auto& s : sdgen::samplers())
+    for (const auto& s : samplers())
       std::cout << s.name << "\t" << s.a1111_label << "\t" << s.description << "\n";
-    for (const auto& s : sdgen::schedulers())
+    for (const auto& s : schedulers())
       std::cout << "scheduler " << s.name << "\t" << s.description << "\n";
     return 0;
   }
   if (o.model.empty())
     throw UsageError("--model PATH is required (an SD 1.x or 2.x .safetensors file)");
-  if (!exists(o.model)) throw UsageError("--model " + o.model + ": no such file");
-  if (!o.vae.empty() && !exists(o.vae)) throw UsageError("--vae " + o.vae + ": no such file");
-
-  const bool cuda = torch::cuda::is_available();
-  const torch::Device device = parse_device(o.device.empty() ? (cuda ? "cuda" : "cpu") : o.device);
-  const torch::ScalarType dtype =
-      parse_dtype(o.dtype.empty() ? (device.is_cuda() ? "fp16" : "fp32") : o.dtype, device);
-
-  sdgen::GenerationParams params = o.params;
-  if (!o.size.empty()) parse_size(o.size, params);
+  if (!path_exists(o.model)) throw UsageError("--model " + o.model + ": no such file");
+  if (!o.vae.empty() && !path_exists(o.vae)) throw UsageError("--vae " + o.vae + ": no such file");
+  if (!o.device.empty() && !o.devices.empty())
+    throw UsageError("give either --device or --devices, not both");
+  if (!o.prompt_file.empty() && !o.params.prompt.empty())
+    throw UsageError("give either --prompt or --prompt-file; --prompt-file lines carry prompts");
   if (o.seed < -1) throw UsageError("--seed must be -1 (random) or a number >= 0");
-  if (o.seed == -1) {
-    std::random_device rd;
-    params.seed = (static_cast<uint64_t>(rd()) << 32 | rd()) % 4294967296ULL;
-  } else {
-    params.seed = static_cast<uint64_t>(o.seed);
-  }
-  // an A1111 label ("DPM++ 2M Karras") names a sampler and maybe a schedule
-  sdgen::apply_sampler_alias(params.sampler, params.scheduler, o.scheduler_given);
-  sdgen::validate_sampler(params.sampler, params.steps, params.sampler_options);
-
-  const std::string output = o.output.empty() ? default_output(params.seed) : o.output;
-  if (!o.overwrite && exists(output))
-    throw UsageError(output + " exists; pass --overwrite to replace it or choose another -o");
-
-  const std::string tokenizer_path = o.tokenizer.empty() ? default_tokenizer(o.model) : o.tokenizer;
-  std::shared_ptr<const sdgen::Tokenizer> tokenizer =
-      sdgen::ClipTokenizer::from_path(tokenizer_path);
-
-  const auto t0 = std::chrono::steady_clock::now();
-  sdgen::LoadOptions load;
-  load.model_path = o.model;
-  load.vae_path = o.vae;
-  load.config_path = o.model_config;
-  load.prediction = params.prediction;
-  load.device = device;
-  load.dtype = dtype;
-  auto model = sdgen::load_checkpoint(load);
-  for (const auto& note : model.notes) log(o, note);
-  sdgen::Pipeline pipeline(std::move(model), tokenizer, device, dtype);
-  const auto t1 = std::chrono::steady_clock::now();
-  log(o, "loaded " + o.model + " in " +
-             std::to_string(std::chrono::duration<double>(t1 - t0).count()).substr(0, 5) +
-             " s on " + device.str() + " (" + std::string(c10::toString(dtype)) + ")");
-
-  sdgen::PipelineEvents events;
-  events.warn = [&](const std::string& m) { std::cerr << "sdgen: warning: " << m << "\n"; };
-  if (o.seed == -1) log(o, "seed " + std::to_string(params.seed));
-  auto image = pipeline.generate(params, events);
-  params = image.params;
-  const auto t2 = std::chrono::steady_clock::now();
-
-  const auto info = sdgen::make_infotext(params, file_stem(o.model), sdgen::model_hash(o.model),
-                                         o.vae.empty() ? "" : file_stem(o.vae));
-  auto png = sdgen::encode_png(image.rgb.data(), image.width, image.height,
-                               {{"parameters", sdgen::format_infotext(info)}});
-  sdgen::make_parent_dirs(output);
-  sdgen::write_file_atomic(output, png.data(), png.size(), o.overwrite);
-  log(o, "wrote " + output + " (" + std::to_string(image.width) + "x" +
-             std::to_string(image.height) + ", seed " + std::to_string(params.seed) + ", " +
-             std::to_string(std::chrono::duration<double>(t2 - t1).count()).substr(0, 5) + " s)");
-  return 0;
+  auto log = [&](const std::string& m) {
+    if (!o.quiet) std::cerr << "sdgen: " << m << "\n";
+  };
+  const auto jobs = build_jobs(o, log);
+  return run_jobs(o, jobs);
 }
 
 }  // namespace
+}  // namespace sdgen::cli
 
 int main(int argc, char** argv) {
+  using sdgen::cli::CliOptions;
   CLI::App app{"sdgen: Stable Diffusion text-to-image from the command line"};
   CliOptions o;
   auto& p = o.params;
@@ -223,6 +56,12 @@ int main(int argc, char** argv) {
                  "<model>.json when present)");
   app.add_option("--prompt,-p", p.prompt, "what to draw");
   app.add_option("--negative-prompt,-n", p.negative_prompt, "what to steer away from");
+  app.add_option("--prompt-file", o.prompt_file,
+                 "render every line of this file (- for stdin); command-line options are the "
+                 "defaults its lines override");
+  app.add_option("--prompt-format", o.prompt_format,
+                 "txt | jsonl | a1111 (default: from the extension; .jsonl is jsonl)")
+      ->check(CLI::IsMember({"txt", "jsonl", "a1111"}));
   app.add_option("--steps", p.steps, "sampling steps")
       ->default_val(30)
       ->check(CLI::Range(1, 10000));
@@ -259,12 +98,32 @@ int main(int argc, char** argv) {
           return std::string(e.what());
         }
       });
-  app.add_option("--seed,-s", o.seed, "-1 for a random seed (it is reported)")->default_val(-1);
+  app.add_option("--seed,-s", o.seed,
+                 "-1 for a random seed (it is reported); image i of a prompt uses seed + i")
+      ->default_val(-1);
+  app.add_option("--batch-count", o.batch_count, "images per prompt, seeds seed..seed+N-1")
+      ->default_val(1)
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--batch-size", o.batch_size,
+                 "latents through the UNet together (an image does not depend on it)")
+      ->default_val(1)
+      ->check(CLI::Range(1, 1024));
   app.add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when present)");
+  app.add_option("--devices", o.devices,
+                 "cuda:0,cuda:1,...: one worker per device over the shared job list");
   app.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: fp16 on CUDA, fp32 on CPU)");
-  app.add_option("--output,-o", o.output, "PNG path (default: outputs/NNNNN-SEED.png)");
-  app.add_flag("--overwrite", o.overwrite, "replace an existing output file");
-  app.add_flag("--quiet,-q", o.quiet, "no log lines on stderr");
+  app.add_option("--output,-o", o.output,
+                 "PNG path template: {index} {seed} {line} {prompt}, widths like {index:05}; "
+                 "folders are created")
+      ->default_val("outputs/{index:05}-{seed}.png");
+  app.add_option("--shard", o.shard,
+                 "K/N: run the jobs whose index i has i % N == K (default: from "
+                 "SLURM_ARRAY_TASK_ID/COUNT when set)");
+  app.add_flag("--overwrite", o.overwrite,
+               "replace existing output files (otherwise their jobs are skipped)");
+  app.add_flag("--json", o.json,
+               "one JSON object per image on stdout (and nothing else there); logs stay on stderr");
+  app.add_flag("--quiet,-q", o.quiet, "no log lines or progress on stderr");
   app.add_flag("--list-samplers", o.list_samplers, "print the samplers and schedulers, then exit");
   try {
     app.parse(argc, argv);
@@ -272,22 +131,23 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   o.scheduler_given = scheduler->count() > 0;
+  auto fail = [](const std::string& msg, int status) {
+    std::cerr << "sdgen: error: " << msg << "\n";
+    return status;
+  };
   try {
-    return run(o);
-  } catch (const UsageError& e) {
-    std::cerr << "sdgen: error: " << e.what() << "\n";
-    return 2;
+    return sdgen::cli::run(o);
+  } catch (const sdgen::cli::UsageError& e) {
+    return fail(e.what(), 2);
   } catch (const std::invalid_argument& e) {
-    std::cerr << "sdgen: error: " << e.what() << "\n";
-    return 2;
-  } catch (const sdgen::FileExistsError& e) {
-    std::cerr << "sdgen: error: " << e.what() << "\n";
-    return 2;
+    return fail(e.what(), 2);
+  } catch (const sdgen::CheckpointError& e) {
+    return fail(e.what(), 2);  // an unusable model file: input error, found before any image
+  } catch (const sdgen::SafetensorsError& e) {
+    return fail(e.what(), 2);
   } catch (const c10::Error& e) {
-    std::cerr << "sdgen: error: " << e.what_without_backtrace() << "\n";
-    return 1;
+    return fail(e.what_without_backtrace(), 1);
   } catch (const std::exception& e) {
-    std::cerr << "sdgen: error: " << e.what() << "\n";
-    return 1;
+    return fail(e.what(), 1);
   }
 }

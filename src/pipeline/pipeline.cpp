@@ -1,6 +1,7 @@
 #include "sdgen/pipeline/pipeline.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 namespace sdgen {
@@ -96,7 +97,7 @@ Denoiser Pipeline::guided_denoiser(const torch::Tensor& cond, const torch::Tenso
     auto c_in = (sigma_in.pow(2) + 1.0).pow(0.5).reciprocal().view({-1, 1, 1, 1});
     auto t = schedule_.sigma_to_t(sigma_in);
     auto ctx = context.size(0) == x_in.size(0) ? context : context.repeat_interleave(x.size(0), 0);
-    auto eps = model_.unet->forward((x_in * c_in).to(device_, dtype_), t.to(device_), ctx)
+    auto eps = run_unet((x_in * c_in).to(device_, dtype_), t.to(device_), ctx, x.size(0))
                    .to(torch::kFloat);
     if (v) {
       auto c_skip = (sigma_in.pow(2) + 1.0).reciprocal().view({-1, 1, 1, 1}).to(eps.device());
@@ -125,7 +126,7 @@ EpsModel Pipeline::guided_eps_model(const torch::Tensor& cond, const torch::Tens
     auto t_in = guided ? torch::cat({t, t}) : t;
     auto ctx = context.size(0) == x_in.size(0) ? context : context.repeat_interleave(x.size(0), 0);
     auto out =
-        model_.unet->forward(x_in.to(device_, dtype_), t_in.to(device_), ctx).to(torch::kFloat);
+        run_unet(x_in.to(device_, dtype_), t_in.to(device_), ctx, x.size(0)).to(torch::kFloat);
     if (guided) {
       auto parts = out.chunk(2);
       out = parts[0] + cfg_scale * (parts[1] - parts[0]);
@@ -139,39 +140,121 @@ EpsModel Pipeline::guided_eps_model(const torch::Tensor& cond, const torch::Tens
   };
 }
 
+torch::Tensor Pipeline::run_unet(const torch::Tensor& x, const torch::Tensor& t,
+                                 const torch::Tensor& context, int64_t images) {
+  if (!device_.is_cpu() || images <= 1) return model_.unet->forward(x, t, context);
+  // On the CPU the kernels' blocking depends on the batch size, so a batched image could
+  // differ from the same image made alone in the last bits. Each image's passes (rows i,
+  // i + images, ...) run as their own batch instead: the CPU gains little from batching,
+  // and an image stays bit-identical whatever --batch-size made it.
+  const int64_t passes = x.size(0) / images;
+  auto out = torch::empty_like(x);
+  for (int64_t i = 0; i < images; ++i) {
+    auto rows = torch::arange(passes, torch::kLong) * images + i;
+    auto eps = model_.unet->forward(x.index_select(0, rows), t.index_select(0, rows),
+                                    context.index_select(0, rows));
+    out.index_copy_(0, rows, eps);
+  }
+  return out;
+}
+
 torch::Tensor Pipeline::decode_latent(const torch::Tensor& latent) {
   torch::NoGradGuard no_grad;
   auto z = (latent * (1.0 / model_.config.vae.scale_factor)).to(device_, dtype_);
-  auto image = model_.vae->decode(z).to(torch::kFloat).to(torch::kCPU);  // [B, 3, H, W]
+  torch::Tensor image;  // [B, 3, H, W]
+  if (device_.is_cpu() && z.size(0) > 1) {
+    std::vector<torch::Tensor> parts;  // image by image, as run_unet explains
+    for (int64_t i = 0; i < z.size(0); ++i) parts.push_back(model_.vae->decode(z.narrow(0, i, 1)));
+    image = torch::cat(parts).to(torch::kFloat);
+  } else {
+    image = model_.vae->decode(z).to(torch::kFloat).to(torch::kCPU);
+  }
   auto u8 = (((image + 1) / 2).clamp(0, 1) * 255).round().to(torch::kUInt8);
   return u8.permute({0, 2, 3, 1}).contiguous();
 }
 
 Image Pipeline::generate(const GenerationParams& params, const PipelineEvents& events) {
+  return generate_batch({params}, events).front();
+}
+
+torch::Tensor Pipeline::cached_context(const std::string& prompt, int clip_skip, Emphasis emphasis,
+                                       const PipelineEvents& events) {
+  const auto key = std::make_tuple(prompt, clip_skip, static_cast<int>(emphasis));
+  auto it = context_cache_.find(key);
+  if (it != context_cache_.end()) return it->second;
+  if (context_cache_.size() >= 256) context_cache_.clear();  // bounded: prompt files are long
+  auto context = encode_prompt(prompt, clip_skip, events, emphasis);
+  context_cache_.emplace(key, context);
+  return context;
+}
+
+bool batchable(const GenerationParams& a, const GenerationParams& b) {
+  const auto& ea = a.sampler_options.eta;
+  const auto& eb = b.sampler_options.eta;
+  return a.width == b.width && a.height == b.height && a.steps == b.steps &&
+         a.sampler == b.sampler && a.scheduler == b.scheduler && a.cfg_scale == b.cfg_scale &&
+         a.prediction == b.prediction && (ea == eb || (std::isnan(ea) && std::isnan(eb))) &&
+         a.sampler_options.s_noise == b.sampler_options.s_noise;
+}
+
+std::vector<Image> Pipeline::generate_batch(const std::vector<GenerationParams>& batch,
+                                            const PipelineEvents& events) {
   torch::NoGradGuard no_grad;
-  const GenerationParams p = resolve(params, events);
+  if (batch.empty()) return {};
+  std::vector<GenerationParams> ps;
+  for (const auto& params : batch) {
+    ps.push_back(resolve(params, ps.empty() ? events : PipelineEvents{}));
+    if (!batchable(ps.front(), ps.back()))
+      throw std::invalid_argument(
+          "generate_batch: images of one batch must share size, steps, "
+          "sampler, scheduler, guidance and prediction");
+  }
+  const GenerationParams& p = ps.front();
+  const int64_t n = static_cast<int64_t>(ps.size());
   const int factor = model_.config.vae.downsample_factor();
 
-  // 1. text; a cond and an uncond of different lengths are padded with chunks of the empty
+  // 1. text; conds and unconds of different lengths are padded with chunks of the empty
   // prompt so that they batch together (A1111's pad_cond_uncond)
-  const Emphasis emphasis = parse_emphasis(p.emphasis);
-  auto cond = encode_prompt(p.prompt, p.clip_skip, events, emphasis);
-  auto uncond = encode_prompt(p.negative_prompt, p.clip_skip, events, emphasis);
-  if (cond.size(1) != uncond.size(1)) {
-    const auto empty = encode_prompt("", p.clip_skip, events, emphasis);
-    const int64_t tokens = std::max(cond.size(1), uncond.size(1));
-    cond = pad_context(cond, tokens, empty);
-    uncond = pad_context(uncond, tokens, empty);
+  std::vector<torch::Tensor> conds, unconds;
+  int64_t tokens = 0;
+  for (const auto& q : ps) {
+    const Emphasis emphasis = parse_emphasis(q.emphasis);
+    conds.push_back(cached_context(q.prompt, q.clip_skip, emphasis, events));
+    unconds.push_back(cached_context(q.negative_prompt, q.clip_skip, emphasis, events));
+    tokens = std::max({tokens, conds.back().size(1), unconds.back().size(1)});
   }
+  for (int64_t i = 0; i < n; ++i) {
+    if (conds[i].size(1) == tokens && unconds[i].size(1) == tokens) continue;
+    const auto& q = ps[i];
+    const auto empty = cached_context("", q.clip_skip, parse_emphasis(q.emphasis), events);
+    conds[i] = pad_context(conds[i], tokens, empty);
+    unconds[i] = pad_context(unconds[i], tokens, empty);
+  }
+  auto cond = torch::cat(conds), uncond = torch::cat(unconds);
 
-  // 2. noise, from a CPU generator so that one seed gives one image on every device
-  auto gen = at::detail::createCPUGenerator(p.seed);
-  auto f32 = torch::TensorOptions().dtype(torch::kFloat);
-  auto noise = torch::randn({1, model_.config.vae.z_channels, p.height / factor, p.width / factor},
-                            gen, f32);
+  // 2. noise, from a CPU generator per image so that one seed gives one image on every device
+  // and in every batch; ancestral / SDE noise from the same generators, image by image
   auto sigmas = make_sigmas(p.scheduler, schedule_, p.steps);
   const SamplerInfo& sampler = sampler_info(p.sampler);
-  NoiseSource sampler_noise = make_noise_source(sampler, gen, sigmas);
+  std::vector<torch::Tensor> noises;
+  std::vector<NoiseSource> sources;
+  for (const auto& q : ps) {
+    auto gen = at::detail::createCPUGenerator(q.seed);
+    noises.push_back(
+        torch::randn({1, model_.config.vae.z_channels, p.height / factor, p.width / factor}, gen,
+                     torch::TensorOptions().dtype(torch::kFloat)));
+    sources.push_back(make_noise_source(sampler, gen, sigmas));
+  }
+  auto noise = torch::cat(noises);
+  NoiseSource sampler_noise = sources.front();
+  if (n > 1) {
+    sampler_noise = [sources](const torch::Tensor& like, double sigma, double next) {
+      std::vector<torch::Tensor> parts;
+      for (size_t i = 0; i < sources.size(); ++i)
+        parts.push_back(sources[i](like.narrow(0, static_cast<int64_t>(i), 1), sigma, next));
+      return torch::cat(parts);
+    };
+  }
 
   // 3. denoise: k-diffusion samplers from noise * sigmas[0] over the sigma schedule; CompVis
   // DDIM / PLMS from the unit noise itself over their own timesteps, guided in eps space
@@ -188,12 +271,15 @@ Image Pipeline::generate(const GenerationParams& params, const PipelineEvents& e
   }
 
   // 4. decode
-  auto pixels = decode_latent(latent);
-  Image out;
-  out.width = p.width;
-  out.height = p.height;
-  out.params = p;
-  out.rgb.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
+  auto pixels = decode_latent(latent);  // [B, H, W, 3]
+  std::vector<Image> out(n);
+  for (int64_t i = 0; i < n; ++i) {
+    auto px = pixels[i].contiguous();
+    out[i].width = p.width;
+    out[i].height = p.height;
+    out[i].params = ps[i];
+    out[i].rgb.assign(px.data_ptr<uint8_t>(), px.data_ptr<uint8_t>() + px.numel());
+  }
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "cli_test_util.h"
 #include "sdgen/io/png.h"
 #include "sdgen/pipeline/pipeline.h"
 #include "sdgen/text/clip_tokenizer.h"
@@ -138,31 +139,6 @@ TEST(PipelineE2E, InfotextNamesSamplerAndSchedule) {
 
 // ---- through the binary ----
 
-struct RunResult {
-  int status;
-  std::string err;
-};
-
-RunResult run_sdgen(const std::vector<std::string>& args) {
-  const auto err_file = std::filesystem::temp_directory_path() /
-                        ("sdgen-test-" + std::to_string(::getpid()) + ".err");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(err_file.c_str(), "w", stderr);
-    (void)f;
-    std::vector<char*> argv{const_cast<char*>(SDGEN_BINARY)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(SDGEN_BINARY, argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  auto bytes = read_file_bytes(err_file);
-  std::filesystem::remove(err_file);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, std::string(bytes.begin(), bytes.end())};
-}
-
 std::vector<std::string> base_args(const std::string& out) {
   return {"--model",
           ref("tiny-sd1.safetensors"),
@@ -208,7 +184,7 @@ class Binary : public ::testing::Test {
 
 TEST_F(Binary, ReproducesE2EImageWithinOneLevel) {
   const auto out = (dir / "sub" / "out.png").string();
-  auto r = run_sdgen(base_args(out));
+  auto r = run_sdgen(base_args(out), dir);
   ASSERT_EQ(r.status, 0) << r.err;
   auto png = read_file_bytes(out);
   int w = 0, h = 0, n = 0;
@@ -236,17 +212,19 @@ TEST_F(Binary, ReproducesE2EImageWithinOneLevel) {
   EXPECT_EQ(files, 1);
 }
 
-TEST_F(Binary, RefusesToReplaceAnExistingFile) {
+TEST_F(Binary, NeverReplacesAnExistingFileWithoutOverwrite) {
+  // The job is skipped (so re-running a command resumes it) and the file stays as it was.
   const auto out = (dir / "out.png").string();
   write_file_atomic(out, "keep", 4, false);
-  auto r = run_sdgen(base_args(out));
-  EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
+  auto r = run_sdgen(base_args(out), dir);
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.err.find("skipped " + out + " (exists; --overwrite replaces it)"), std::string::npos)
+      << r.err;
   auto kept = read_file_bytes(out);
   EXPECT_EQ(std::string(kept.begin(), kept.end()), "keep");
   auto args = base_args(out);
   args.push_back("--overwrite");
-  EXPECT_EQ(run_sdgen(args).status, 0);
+  EXPECT_EQ(run_sdgen(args, dir).status, 0);
   EXPECT_GT(read_file_bytes(out).size(), 100u);
 }
 
@@ -254,20 +232,20 @@ TEST_F(Binary, UserMistakesGiveOneClearLine) {
   const auto out = (dir / "out.png").string();
   auto args = base_args(out);
   args[args.size() - 7] = "60x64";  // --size
-  auto r = run_sdgen(args);
+  auto r = run_sdgen(args, dir);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("multiples of 8"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 
   args = base_args(out);
   args[13] = "euler_x";  // --sampler
-  r = run_sdgen(args);
+  r = run_sdgen(args, dir);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("valid: euler, euler_a"), std::string::npos) << r.err;
 
   args = base_args(out);
   args[1] = (dir / "missing.safetensors").string();
-  r = run_sdgen(args);
+  r = run_sdgen(args, dir);
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("missing.safetensors"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out));
@@ -277,7 +255,7 @@ TEST_F(Binary, RandomSeedIsReportedAndRecorded) {
   const auto out = (dir / "out.png").string();
   auto args = base_args(out);
   args[17] = "-1";  // --seed
-  auto r = run_sdgen(args);
+  auto r = run_sdgen(args, dir);
   ASSERT_EQ(r.status, 0) << r.err;
   const auto pos = r.err.find("seed ");
   ASSERT_NE(pos, std::string::npos) << r.err;

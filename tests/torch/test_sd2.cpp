@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
 #include "sdgen/io/png.h"
 #include "sdgen/models/openclip.h"
 #include "sdgen/pipeline/pipeline.h"
@@ -388,30 +389,6 @@ TEST_F(Sd2Files, ConfigJsonDecides) {
 }
 
 // ---- through the binary ----
-
-struct RunResult {
-  int status;
-  std::string err;
-};
-
-RunResult run_sdgen(const std::vector<std::string>& args, const std::filesystem::path& dir) {
-  const auto err_file = dir / "stderr.txt";
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(err_file.c_str(), "w", stderr);
-    (void)f;
-    setenv("XDG_CACHE_HOME", (dir / "cache").c_str(), 1);
-    std::vector<char*> argv{const_cast<char*>(SDGEN_BINARY)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(SDGEN_BINARY, argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  auto bytes = read_file_bytes(err_file.string());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, std::string(bytes.begin(), bytes.end())};
-}
 
 class Sd2Binary : public Sd2Files {};
 

@@ -3,8 +3,10 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <torch/torch.h>
@@ -88,6 +90,11 @@ class Pipeline {
 
   // The whole chain for one image.
   Image generate(const GenerationParams& params, const PipelineEvents& events = {});
+  // The chain for several images whose parameters are `batchable` with each other, their
+  // latents through the UNet together. Each image keeps its own generator (seeded with its
+  // seed), so an image does not depend on the batch it was made in.
+  std::vector<Image> generate_batch(const std::vector<GenerationParams>& batch,
+                                    const PipelineEvents& events = {});
 
   const ModelConfig& config() const { return model_.config; }
   const LoadedModel& model() const { return model_; }
@@ -101,7 +108,18 @@ class Pipeline {
   torch::Device device_;
   torch::ScalarType dtype_;
   DiscreteSchedule schedule_;
+  // Encoded prompts by (text, clip skip, emphasis): a batch repeating a prompt encodes it once.
+  std::map<std::tuple<std::string, int, int>, torch::Tensor> context_cache_;
+  // The UNet on a batch of `images` images' passes (rows pass * images + image).
+  torch::Tensor run_unet(const torch::Tensor& x, const torch::Tensor& t,
+                         const torch::Tensor& context, int64_t images);
+  torch::Tensor cached_context(const std::string& prompt, int clip_skip, Emphasis emphasis,
+                               const PipelineEvents& events);
 };
+
+// Whether two images can share UNet batches: the same latent size, schedule, sampler, guidance
+// and prediction (prompts, seeds and clip skip may differ).
+bool batchable(const GenerationParams& a, const GenerationParams& b);
 
 // A1111's EmphasisOriginal on the context of one chunk: z [1, T, C] times `weights` (T, one
 // per token, as float32), then times mean(z) / mean(weighted z), both means over the whole

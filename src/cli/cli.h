@@ -1,0 +1,54 @@
+// Pieces of the sdgen command line shared by its files: options, usage errors, job lists.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sdgen/pipeline/pipeline.h"
+
+namespace sdgen::cli {
+
+// A mistake of the user's, found before any work: one line on stderr, exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct CliOptions {
+  std::string model, tokenizer, vae, model_config, device, devices, dtype, size;
+  std::string output = "outputs/{index:05}-{seed}.png";
+  std::string prompt_file, prompt_format, shard;
+  GenerationParams params;  // defaults of every job
+  int64_t seed = -1;
+  int batch_count = 1, batch_size = 1;
+  bool overwrite = false, quiet = false, json = false, list_samplers = false;
+  bool scheduler_given = false;  // --scheduler on the command line (vs an A1111 sampler label)
+};
+
+// One image to make: the expanded list is prompt x batch_count in file order, so indices and
+// seeds do not depend on sharding or batch size.
+struct Job {
+  uint64_t index = 0;
+  int line = 0;  // prompt-file line (0: the command line)
+  GenerationParams params;
+  std::string output;
+};
+
+// The jobs of a run from the command line and the prompt file, every line validated (errors
+// name the file and line) before any model is loaded. Random seeds (-1) are drawn here, one
+// per prompt, and reported through `log`.
+std::vector<Job> build_jobs(const CliOptions& o,
+                            const std::function<void(const std::string&)>& log);
+
+// Runs the jobs (those of this shard) and returns the exit status: 0 when every job was
+// written or skipped, 1 when some failed, 130 when interrupted by SIGINT/SIGTERM.
+int run_jobs(const CliOptions& o, const std::vector<Job>& jobs);
+
+// Where sdgen's shipped data lives, the default tokenizer, device and dtype parsing.
+std::string default_tokenizer(const std::string& model);
+torch::Device parse_device(const std::string& s);
+torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device);
+std::string file_stem(const std::string& path);
+bool path_exists(const std::string& path);
+
+}  // namespace sdgen::cli
