@@ -45,7 +45,15 @@ std::vector<Job> build_jobs(const CliOptions& o,
 int run_jobs(const CliOptions& o, const std::vector<Job>& jobs);
 
 // Where sdgen's shipped data lives, the default tokenizer, device and dtype parsing.
-std::string default_tokenizer(const std::string& model);
+// The tokenizer of `model`: the "tokenizer" its config JSON (`config`, else <model>.json)
+// names, relative to the JSON; else tokenizer.model (SentencePiece) or tokenizer/ (CLIP BPE)
+// beside the model; else the CLIP vocabulary sdgen ships.
+std::string default_tokenizer(const std::string& model, const std::string& config = "");
+// A SentencePiece model for paths ending in ".model", else a CLIP BPE vocabulary.
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& path);
+// sdgen's own model (models/default/model.safetensors, see scripts/train-default-model.sh),
+// used for `--model default` and when no --model is given; empty when it is not there.
+std::string default_model();
 torch::Device parse_device(const std::string& s);
 torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device);
 std::string file_stem(const std::string& path);

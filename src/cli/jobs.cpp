@@ -3,13 +3,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
 #include <random>
 #include <regex>
 
+#include <nlohmann/json.hpp>
+
 #include "cli.h"
 #include "sdgen/io/output_template.h"
 #include "sdgen/io/prompt_file.h"
+#include "sdgen/text/clip_tokenizer.h"
+#include "sdgen/text/sentencepiece_tokenizer.h"
 
 namespace sdgen::cli {
 
@@ -49,12 +54,48 @@ uint64_t random_seed() {
 
 }  // namespace
 
-std::string default_tokenizer(const std::string& model) {
-  // a diffusers-style tokenizer/ beside the checkpoint, else the CLIP vocabulary sdgen ships
+std::string default_tokenizer(const std::string& model, const std::string& config) {
   const auto slash = model.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : model.substr(0, slash);
+  // the tokenizer the model's config JSON names (sdgen-train writes "tokenizer.model")
+  std::string json_path = config;
+  if (json_path.empty()) {
+    const auto dot = model.rfind('.');
+    if (dot != std::string::npos && (slash == std::string::npos || dot > slash))
+      json_path = model.substr(0, dot) + ".json";
+  }
+  if (!json_path.empty() && path_exists(json_path)) {
+    try {
+      std::ifstream in(json_path);
+      const auto j = nlohmann::json::parse(in);
+      if (auto t = j.find("tokenizer"); t != j.end() && t->is_string()) {
+        std::string name = t->get<std::string>();
+        const auto js = json_path.find_last_of('/');
+        if (!name.empty() && name[0] != '/' && js != std::string::npos)
+          name = json_path.substr(0, js) + "/" + name;
+        if (path_exists(name)) return name;
+      }
+    } catch (const std::exception&) {
+      // an unreadable config is reported when the model loads
+    }
+  }
+  // a SentencePiece model or a diffusers-style tokenizer/ beside the checkpoint, else the CLIP
+  // vocabulary sdgen ships
+  if (path_exists(dir + "/tokenizer.model")) return dir + "/tokenizer.model";
   if (path_exists(dir + "/tokenizer/vocab.json")) return dir + "/tokenizer";
   return data_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz";
+}
+
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& path) {
+  const std::string ext = ".model";
+  if (path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0)
+    return SentencePieceTokenizer::from_file(path);
+  return ClipTokenizer::from_path(path);
+}
+
+std::string default_model() {
+  const std::string path = data_dir() + "/default/model.safetensors";
+  return path_exists(path) ? path : "";
 }
 
 torch::Device parse_device(const std::string& s) {

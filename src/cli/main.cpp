@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench.h"
 #include "cli.h"
 #include "sdgen/io/checkpoint.h"
 #include "sdgen/io/png.h"
@@ -13,7 +14,7 @@
 namespace sdgen::cli {
 namespace {
 
-int run(const CliOptions& o) {
+int run(CliOptions o) {
   if (o.list_samplers) {
     for (const auto& s : samplers())
       std::cout << s.name << "\t" << s.a1111_label << "\t" << s.description << "\n";
@@ -21,8 +22,15 @@ int run(const CliOptions& o) {
       std::cout << "scheduler " << s.name << "\t" << s.description << "\n";
     return 0;
   }
-  if (o.model.empty())
-    throw UsageError("--model PATH is required (an SD 1.x or 2.x .safetensors file)");
+  if (o.model.empty() || o.model == "default") {
+    // sdgen's own small model (issue #6), when it has been built
+    o.model = default_model();
+    if (o.model.empty())
+      throw UsageError(
+          "--model PATH is required (an SD 1.x or 2.x .safetensors file): sdgen's default model "
+          "(models/default/model.safetensors) is not there; scripts/train-default-model.sh "
+          "builds it");
+  }
   if (!path_exists(o.model)) throw UsageError("--model " + o.model + ": no such file");
   if (!o.vae.empty() && !path_exists(o.vae)) throw UsageError("--vae " + o.vae + ": no such file");
   if (!o.device.empty() && !o.devices.empty())
@@ -45,7 +53,9 @@ int main(int argc, char** argv) {
   CLI::App app{"sdgen: Stable Diffusion text-to-image from the command line"};
   CliOptions o;
   auto& p = o.params;
-  app.add_option("--model", o.model, "SD 1.x or 2.x checkpoint (.safetensors, LDM key names)");
+  app.add_option("--model", o.model,
+                 "SD 1.x or 2.x checkpoint (.safetensors, LDM key names); default: sdgen's own "
+                 "model (models/default/), also as --model default");
   app.add_option("--tokenizer", o.tokenizer,
                  "CLIP BPE vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json (+ merges.txt) "
                  "or a folder holding them (default: tokenizer/ beside the model, else the one "
@@ -125,6 +135,8 @@ int main(int argc, char** argv) {
                "one JSON object per image on stdout (and nothing else there); logs stay on stderr");
   app.add_flag("--quiet,-q", o.quiet, "no log lines or progress on stderr");
   app.add_flag("--list-samplers", o.list_samplers, "print the samplers and schedulers, then exit");
+  sdgen::cli::BenchCliOptions bench_options;
+  auto* bench = sdgen::cli::add_bench_command(app, bench_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -136,6 +148,7 @@ int main(int argc, char** argv) {
     return status;
   };
   try {
+    if (bench->parsed()) return sdgen::cli::run_bench_command(bench_options);
     return sdgen::cli::run(o);
   } catch (const sdgen::cli::UsageError& e) {
     return fail(e.what(), 2);

@@ -171,8 +171,8 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
   install_signal_handlers();
   std::shared_ptr<const Tokenizer> tokenizer;
   try {
-    tokenizer =
-        ClipTokenizer::from_path(o.tokenizer.empty() ? default_tokenizer(o.model) : o.tokenizer);
+    tokenizer = load_tokenizer(o.tokenizer.empty() ? default_tokenizer(o.model, o.model_config)
+                                                   : o.tokenizer);
   } catch (const std::runtime_error& e) {
     throw UsageError(e.what());  // a missing or broken vocabulary is the user's input
   }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint_keys.h"
 #include "sdgen/io/tensor_io.h"
 #include "sdgen/models/openclip.h"
 
@@ -21,36 +22,13 @@ std::string shape_str(at::IntArrayRef s) {
   return o.str() + "]";
 }
 
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
+using keys::count_indexed;
+using keys::ends_with;
+using keys::has_prefix;
+using keys::starts_with;
 
 const TensorInfo& require(const SafetensorsFile& f, const std::string& name) {
-  if (const auto* t = f.find(name)) return *t;
-  throw CheckpointError(f.path() + ": tensor '" + name +
-                        "' is missing; this does not look like an SD 1.x/2.x checkpoint "
-                        "(LDM key names). Check the --model path.");
-}
-
-// Largest N such that `prefix + N + suffix...` occurs, plus one (0 when none).
-int count_indexed(const SafetensorsFile& f, const std::string& prefix) {
-  int n = 0;
-  for (const auto& t : f.tensors()) {
-    if (!starts_with(t.name, prefix)) continue;
-    const auto rest = t.name.substr(prefix.size());
-    const auto dot = rest.find('.');
-    try {
-      n = std::max(n, std::stoi(rest.substr(0, dot)) + 1);
-    } catch (const std::exception&) {
-    }
-  }
-  return n;
-}
-
-bool has_prefix(const SafetensorsFile& f, const std::string& prefix) {
-  return std::any_of(f.tensors().begin(), f.tensors().end(),
-                     [&](const TensorInfo& t) { return starts_with(t.name, prefix); });
+  return keys::require(f, name, "an SD 1.x/2.x checkpoint (LDM key names)");
 }
 
 // Keys of published SD1 checkpoints that inference does not use: the DDPM schedule buffers
@@ -298,10 +276,11 @@ LoadedModel load_checkpoint(const LoadOptions& o) {
     vae_prefix = detect_vae_prefix(*vae_file);
     m.config.vae = infer_vae_config(*vae_file, vae_prefix);
     if (have_overrides && overrides.contains("vae")) {
-      // keep the scale factor of the JSON, the shapes of the file
+      // keep the scale factor and norm groups of the JSON, the shapes of the file
       ModelConfig from_json = m.config;
       apply_json(overrides, from_json);
       m.config.vae.scale_factor = from_json.vae.scale_factor;
+      m.config.vae.norm_groups = from_json.vae.norm_groups;
     }
     m.vae_path = o.vae_path;
   }

@@ -6,35 +6,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint_keys.h"
 #include "sdgen/io/checkpoint.h"
 
 namespace sdgen {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+using keys::count_indexed;
+using keys::starts_with;
 
 const TensorInfo& require(const SafetensorsFile& f, const std::string& name) {
-  if (const auto* t = f.find(name)) return *t;
-  throw CheckpointError(f.path() + ": tensor '" + name +
-                        "' is missing; this does not look like an SD 2.x checkpoint (OpenCLIP "
-                        "text encoder under 'cond_stage_model.model.'). Check the --model path.");
-}
-
-// Largest N such that `prefix + N + "."...` occurs, plus one (0 when none).
-int count_indexed(const SafetensorsFile& f, const std::string& prefix) {
-  int n = 0;
-  for (const auto& t : f.tensors()) {
-    if (!starts_with(t.name, prefix)) continue;
-    const auto rest = t.name.substr(prefix.size());
-    const auto dot = rest.find('.');
-    if (dot == 0 || dot == std::string::npos) continue;
-    const auto index = rest.substr(0, dot);
-    if (index.size() > 6 ||
-        !std::all_of(index.begin(), index.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-      continue;
-    n = std::max(n, std::stoi(index) + 1);
-  }
-  return n;
+  return keys::require(f, name,
+                       "an SD 2.x checkpoint (OpenCLIP text encoder under "
+                       "'cond_stage_model.model.')");
 }
 
 // Channel counts of the UNet levels that carry attention.

@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+#include "text/unicode.h"
+
 namespace sdgen {
 namespace {
 
@@ -27,55 +29,19 @@ struct Cp {
 std::vector<Cp> decode_utf8(const std::string& s) {
   std::vector<Cp> out;
   out.reserve(s.size());
-  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t b = p[i];
-    uint32_t cp = 0, min = 0;
-    size_t len = 0;
-    if (b < 0x80) {
-      cp = b, len = 1;
-    } else if ((b & 0xe0) == 0xc0) {
-      cp = b & 0x1f, len = 2, min = 0x80;
-    } else if ((b & 0xf0) == 0xe0) {
-      cp = b & 0x0f, len = 3, min = 0x800;
-    } else if ((b & 0xf8) == 0xf0) {
-      cp = b & 0x07, len = 4, min = 0x10000;
-    }
-    bool ok = len > 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) {
-      if ((p[i + k] & 0xc0) != 0x80) ok = false;
-      cp = (cp << 6) | (p[i + k] & 0x3f);
-    }
-    if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
-    if (!ok) {
-      out.push_back({0xdc80u + b, i, 1});
-      ++i;
-    } else {
-      out.push_back({cp, i, len});
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    size_t skip = 1;
+    if (const size_t len = unicode::utf8_sequence(p, s.size(), i, &cp, &skip)) {
+      out.push_back({static_cast<uint32_t>(cp), i, len});
       i += len;
+    } else {
+      out.push_back({0xdc80u + p[i], i, 1});  // byte by byte, as surrogateescape does
+      ++i;
     }
   }
   return out;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xc0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += char(0xe0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  } else {
-    out += char(0xf0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3f));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  }
 }
 
 // Python's str.isspace(), which is also what `\s` and str.strip() use.
@@ -193,7 +159,7 @@ bool json_unquote(const std::string& s, std::string* out) {
         } else if (cp >= 0xdc00 && cp <= 0xdfff) {
           cp = 0xfffd;
         }
-        append_utf8(r, cp);
+        unicode::append_utf8(r, cp);
         break;
       }
       default:

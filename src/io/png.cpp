@@ -24,6 +24,8 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "text/unicode.h"
+
 // stb_image's zlib decoder (malloc'ed result), compiled with STB_IMAGE_IMPLEMENTATION in
 // src/util/gzip.cpp of the same library.
 extern "C" char* stbi_zlib_decode_malloc(const char* buffer, int len, int* outlen);
@@ -71,66 +73,10 @@ void append_chunk(std::vector<uint8_t>& out, const char type[4], const std::stri
   put_be32(out, crc32_update(0xffffffffu, out.data() + type_at, 4 + data.size()) ^ 0xffffffffu);
 }
 
-// Decodes UTF-8 into code points; an invalid sequence becomes U+FFFD (one per bad byte).
-std::vector<uint32_t> utf8_code_points(const std::string& s) {
-  std::vector<uint32_t> cps;
-  cps.reserve(s.size());
-  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t b = p[i];
-    uint32_t cp = 0;
-    size_t len = 0;
-    uint32_t min = 0;
-    if (b < 0x80) {
-      cp = b, len = 1;
-    } else if ((b & 0xe0) == 0xc0) {
-      cp = b & 0x1f, len = 2, min = 0x80;
-    } else if ((b & 0xf0) == 0xe0) {
-      cp = b & 0x0f, len = 3, min = 0x800;
-    } else if ((b & 0xf8) == 0xf0) {
-      cp = b & 0x07, len = 4, min = 0x10000;
-    }
-    bool ok = len > 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) {
-      if ((p[i + k] & 0xc0) != 0x80) ok = false;
-      cp = (cp << 6) | (p[i + k] & 0x3f);
-    }
-    if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
-    if (!ok) {
-      cps.push_back(0xfffd);
-      ++i;
-      continue;
-    }
-    cps.push_back(cp);
-    i += len;
-  }
-  return cps;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xc0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += char(0xe0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  } else {
-    out += char(0xf0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3f));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  }
-}
-
 std::string latin1_to_utf8(const uint8_t* p, size_t n) {
   std::string out;
   out.reserve(n);
-  for (size_t i = 0; i < n; ++i) append_utf8(out, p[i]);
+  for (size_t i = 0; i < n; ++i) unicode::append_utf8(out, p[i]);
   return out;
 }
 
@@ -154,7 +100,7 @@ void validate_keyword(const std::string& k) {
 // The data of a tEXt chunk when the text fits Latin-1, else of an uncompressed iTXt chunk.
 std::string text_chunk_data(const PngText& t, bool* is_itxt) {
   validate_keyword(t.keyword);
-  const std::vector<uint32_t> cps = utf8_code_points(t.text);
+  const std::u32string cps = unicode::decode_utf8(t.text);
   bool latin1 = true;
   for (uint32_t cp : cps) {
     if (cp == 0) throw std::invalid_argument("PNG text '" + t.keyword + "' holds a NUL character");
@@ -165,11 +111,11 @@ std::string text_chunk_data(const PngText& t, bool* is_itxt) {
   if (latin1) {
     for (uint32_t cp : cps) data += char(uint8_t(cp));
   } else {
-    data += '\0';                                   // compression flag: uncompressed
-    data += '\0';                                   // compression method
-    data += '\0';                                   // empty language tag
-    data += '\0';                                   // empty translated keyword
-    for (uint32_t cp : cps) append_utf8(data, cp);  // invalid input bytes now U+FFFD
+    data += '\0';                                            // compression flag: uncompressed
+    data += '\0';                                            // compression method
+    data += '\0';                                            // empty language tag
+    data += '\0';                                            // empty translated keyword
+    for (char32_t cp : cps) unicode::append_utf8(data, cp);  // invalid input bytes now U+FFFD
   }
   *is_itxt = !latin1;
   return data;

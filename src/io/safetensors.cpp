@@ -1,6 +1,8 @@
 // safetensors container: validating mmap-backed reader, atomic writer, 16-bit float helpers.
 #include "sdgen/io/safetensors.h"
 
+#include "sdgen/util/fs.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -11,7 +13,6 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -513,31 +514,6 @@ void SafetensorsFile::parse(const uint8_t* data, size_t size) {
 // ------------------------------------------------------------------------------------------------
 // Writer
 
-namespace {
-
-void write_all(int fd, const void* p, size_t n, const std::string& tmp) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw std::system_error(errno, std::generic_category(), tmp + ": write failed");
-    }
-    c += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-std::string random_hex() {
-  std::random_device rd;
-  uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(r));
-  return buf;
-}
-
-}  // namespace
-
 void write_safetensors(const std::string& path, const std::vector<TensorBlob>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<const TensorBlob*> order;
@@ -615,40 +591,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorBlob>& t
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(uint64_t(text.size()) >> (8 * i));
 
-  const std::string tmp =
-      path + ".tmp-" + std::to_string(static_cast<long>(::getpid())) + "-" + random_hex();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    throw std::system_error(errno, std::generic_category(), tmp + ": cannot create");
-  }
-  try {
-    write_all(fd, prefix, sizeof prefix, tmp);
-    write_all(fd, text.data(), text.size(), tmp);
-    for (const TensorBlob* t : order) write_all(fd, t->data, t->nbytes, tmp);
-    if (::fsync(fd) != 0) {
-      throw std::system_error(errno, std::generic_category(), tmp + ": fsync failed");
-    }
-    int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) throw std::system_error(errno, std::generic_category(), tmp + ": close failed");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      throw std::system_error(errno, std::generic_category(),
-                              "cannot rename " + tmp + " to " + path);
-    }
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename durable (best effort).
-  std::string dir = ".";
-  size_t slash = path.find_last_of('/');
-  if (slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  std::vector<std::pair<const void*, size_t>> pieces = {{prefix, sizeof prefix},
+                                                        {text.data(), text.size()}};
+  for (const TensorBlob* t : order) pieces.emplace_back(t->data, t->nbytes);
+  write_file_atomic(path, pieces, /*overwrite=*/true);
 }
 
 // ------------------------------------------------------------------------------------------------

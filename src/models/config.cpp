@@ -39,7 +39,8 @@ void to_json(json& j, const VaeConfig& c) {
            {"num_res_blocks", c.num_res_blocks},
            {"z_channels", c.z_channels},
            {"embed_dim", c.embed_dim},
-           {"scale_factor", c.scale_factor}};
+           {"scale_factor", c.scale_factor},
+           {"norm_groups", c.norm_groups}};
 }
 
 void to_json(json& j, const ModelConfig& c) {
@@ -139,6 +140,7 @@ void apply_json(const json& j, ModelConfig& c) {
     read(dd, "z_channels", c.vae.z_channels);
     read(*v, "embed_dim", c.vae.embed_dim);
     read(*v, "scale_factor", c.vae.scale_factor);
+    read(dd, "norm_groups", c.vae.norm_groups);
   }
 }
 

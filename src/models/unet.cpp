@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "sdgen/models/fused.h"
+
 namespace sdgen {
 namespace {
 
@@ -32,10 +34,10 @@ ResBlockImpl::ResBlockImpl(int64_t channels, int64_t emb_channels, int64_t out_c
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = in_conv(torch::silu(group_norm_f32(in_norm, x)));
+  auto h = in_conv(group_norm_silu(in_norm, x));
   auto e = emb_proj(torch::silu(emb)).to(h.scalar_type());
   h = h + e.unsqueeze(-1).unsqueeze(-1);
-  h = out_conv(torch::silu(group_norm_f32(out_norm, h)));
+  h = out_conv(group_norm_silu(out_norm, h));
   return (skip ? skip(x) : x) + h;
 }
 
@@ -71,7 +73,8 @@ torch::Tensor SpatialTransformerImpl::forward(const torch::Tensor& x,
   for (const auto& block : *transformer_blocks)
     y = block->as<BasicTransformerBlock>()->forward(y, context);
   if (linear_proj) y = proj_out.forward(y);
-  y = y.reshape({b, h, w, -1}).permute({0, 3, 1, 2}).contiguous();
+  // NCHW, or NHWC when the input is channels_last (to_channels_last in bench.h)
+  y = y.reshape({b, h, w, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   if (!linear_proj) y = proj_out.forward(y);
   (void)c;
   return y + x;
@@ -239,7 +242,7 @@ torch::Tensor UNetModelImpl::forward(
     h = output_blocks[i]->as<TimestepBlock>()->forward(h, emb, context, up_size);
     record("output_blocks." + std::to_string(i), h);
   }
-  return out_conv(torch::silu(group_norm_f32(out_norm, h)));
+  return out_conv(group_norm_silu(out_norm, h));
 }
 
 }  // namespace sdgen

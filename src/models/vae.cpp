@@ -6,10 +6,10 @@ namespace sdgen {
 
 namespace F = torch::nn::functional;
 
-VaeResnetBlockImpl::VaeResnetBlockImpl(int64_t in, int64_t out) {
-  norm1 = register_module("norm1", group_norm(in, 1e-6));
+VaeResnetBlockImpl::VaeResnetBlockImpl(int64_t in, int64_t out, int64_t groups) {
+  norm1 = register_module("norm1", group_norm(in, 1e-6, groups));
   conv1 = register_module("conv1", conv2d(in, out, 3, 1, 1));
-  norm2 = register_module("norm2", group_norm(out, 1e-6));
+  norm2 = register_module("norm2", group_norm(out, 1e-6, groups));
   conv2 = register_module("conv2", conv2d(out, out, 3, 1, 1));
   if (in != out) nin_shortcut = register_module("nin_shortcut", conv2d(in, out, 1));
 }
@@ -20,8 +20,8 @@ torch::Tensor VaeResnetBlockImpl::forward(const torch::Tensor& x) {
   return (nin_shortcut ? nin_shortcut(x) : x) + h;
 }
 
-VaeAttnBlockImpl::VaeAttnBlockImpl(int64_t c) {
-  norm = register_module("norm", group_norm(c, 1e-6));
+VaeAttnBlockImpl::VaeAttnBlockImpl(int64_t c, int64_t groups) {
+  norm = register_module("norm", group_norm(c, 1e-6, groups));
   q = register_module("q", conv2d(c, c, 1));
   k = register_module("k", conv2d(c, c, 1));
   v = register_module("v", conv2d(c, c, 1));
@@ -40,19 +40,20 @@ torch::Tensor VaeAttnBlockImpl::forward(const torch::Tensor& x) {
   return x + proj_out(out);
 }
 
-VaeMidImpl::VaeMidImpl(int64_t c) {
-  block_1 = register_module("block_1", VaeResnetBlock(c, c));
-  attn_1 = register_module("attn_1", VaeAttnBlock(c));
-  block_2 = register_module("block_2", VaeResnetBlock(c, c));
+VaeMidImpl::VaeMidImpl(int64_t c, int64_t groups) {
+  block_1 = register_module("block_1", VaeResnetBlock(c, c, groups));
+  attn_1 = register_module("attn_1", VaeAttnBlock(c, groups));
+  block_2 = register_module("block_2", VaeResnetBlock(c, c, groups));
 }
 
 torch::Tensor VaeMidImpl::forward(const torch::Tensor& x) { return block_2(attn_1(block_1(x))); }
 
-VaeLevelImpl::VaeLevelImpl(int64_t in, int64_t out, int blocks, bool down_, bool up_)
+VaeLevelImpl::VaeLevelImpl(int64_t in, int64_t out, int blocks, bool down_, bool up_,
+                           int64_t groups)
     : down(down_), up(up_) {
   block = register_module("block", torch::nn::ModuleList());
   for (int i = 0; i < blocks; ++i) {
-    block->push_back(VaeResnetBlock(i == 0 ? in : out, out));
+    block->push_back(VaeResnetBlock(i == 0 ? in : out, out, groups));
   }
   if (down || up) {
     auto holder =
@@ -82,11 +83,12 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
   int64_t in = c.ch;
   for (int i = 0; i < levels; ++i) {
     const int64_t out = c.ch * c.ch_mult[i];
-    down->push_back(VaeLevel(in, out, c.num_res_blocks, /*down=*/i != levels - 1, false));
+    down->push_back(
+        VaeLevel(in, out, c.num_res_blocks, /*down=*/i != levels - 1, false, c.norm_groups));
     in = out;
   }
-  mid = register_module("mid", VaeMid(in));
-  norm_out = register_module("norm_out", group_norm(in, 1e-6));
+  mid = register_module("mid", VaeMid(in, c.norm_groups));
+  norm_out = register_module("norm_out", group_norm(in, 1e-6, c.norm_groups));
   conv_out = register_module("conv_out", conv2d(in, 2 * c.z_channels, 3, 1, 1));
 }
 
@@ -101,17 +103,17 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
   const int levels = static_cast<int>(c.ch_mult.size());
   int64_t in = c.ch * c.ch_mult.back();
   conv_in = register_module("conv_in", conv2d(c.z_channels, in, 3, 1, 1));
-  mid = register_module("mid", VaeMid(in));
+  mid = register_module("mid", VaeMid(in, c.norm_groups));
   // up.{i} is built from the deepest level down but indexed by level, as in CompVis.
   std::vector<VaeLevel> by_level(levels, nullptr);
   for (int i = levels - 1; i >= 0; --i) {
     const int64_t out = c.ch * c.ch_mult[i];
-    by_level[i] = VaeLevel(in, out, c.num_res_blocks + 1, false, /*up=*/i != 0);
+    by_level[i] = VaeLevel(in, out, c.num_res_blocks + 1, false, /*up=*/i != 0, c.norm_groups);
     in = out;
   }
   up = register_module("up", torch::nn::ModuleList());
   for (auto& level : by_level) up->push_back(level);
-  norm_out = register_module("norm_out", group_norm(in, 1e-6));
+  norm_out = register_module("norm_out", group_norm(in, 1e-6, c.norm_groups));
   conv_out = register_module("conv_out", conv2d(in, c.out_channels, 3, 1, 1));
 }
 

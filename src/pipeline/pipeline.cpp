@@ -142,6 +142,7 @@ EpsModel Pipeline::guided_eps_model(const torch::Tensor& cond, const torch::Tens
 
 torch::Tensor Pipeline::run_unet(const torch::Tensor& x, const torch::Tensor& t,
                                  const torch::Tensor& context, int64_t images) {
+  if (unet_runner_) return unet_runner_(x, t, context);
   if (!device_.is_cpu() || images <= 1) return model_.unet->forward(x, t, context);
   // On the CPU the kernels' blocking depends on the batch size, so a batched image could
   // differ from the same image made alone in the last bits. Each image's passes (rows i,

@@ -41,6 +41,8 @@ constexpr char32_t kFinalSigma = 0x3C2;
 bool is_cased(char32_t cp) { return in_ranges(kCasedRanges, cp); }
 bool is_case_ignorable(char32_t cp) { return in_ranges(kCaseIgnorableRanges, cp); }
 
+}  // namespace
+
 // The length of the well-formed UTF-8 sequence at s[i], or 0 when it is ill-formed; in that
 // case *skip is the length of the maximal ill-formed subpart to replace by one U+FFFD.
 size_t utf8_sequence(const unsigned char* s, size_t n, size_t i, char32_t* cp, size_t* skip) {
@@ -86,7 +88,7 @@ size_t utf8_sequence(const unsigned char* s, size_t n, size_t i, char32_t* cp, s
   return len;
 }
 
-}  // namespace
+namespace {}  // namespace
 
 std::u32string decode_utf8(const std::string& str) {
   std::u32string out;

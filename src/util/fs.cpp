@@ -119,6 +119,11 @@ void make_parent_dirs(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size, bool overwrite) {
+  write_file_atomic(path, {{data, size}}, overwrite);
+}
+
+void write_file_atomic(const std::string& path,
+                       const std::vector<std::pair<const void*, size_t>>& pieces, bool overwrite) {
   const std::string base = path_basename(path);
   if (path.empty() || base.empty() || base == "." || base == "..") {
     throw std::runtime_error("cannot write '" + path + "': not a file name");
@@ -145,17 +150,19 @@ void write_file_atomic(const std::string& path, const void* data, size_t size, b
     throw std::runtime_error("cannot write " + path + ": " + what + ": " + errno_text(err));
   };
 
-  const char* p = static_cast<const char*>(data);
-  size_t left = size;
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("write failed", errno);
+  for (const auto& [data, size] : pieces) {
+    const char* p = static_cast<const char*>(data);
+    size_t left = size;
+    while (left > 0) {
+      const ssize_t n = ::write(fd, p, left);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail("write failed", errno);
+      }
+      if (n == 0) fail("write failed", EIO);
+      p += n;
+      left -= size_t(n);
     }
-    if (n == 0) fail("write failed", EIO);
-    p += n;
-    left -= size_t(n);
   }
   while (::fsync(fd) != 0) {
     if (errno != EINTR) fail("fsync failed", errno);

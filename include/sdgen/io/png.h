@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "sdgen/util/fs.h"  // write_file_atomic, read_file_bytes
+
 namespace sdgen {
 
 struct PngText {
@@ -26,17 +28,5 @@ std::vector<uint8_t> encode_png(const uint8_t* rgb, int width, int height,
 // (as in Pillow). Compressed chunks are inflated. Throws std::runtime_error on a malformed
 // file (signature, chunk lengths, CRCs, IHDR first, IEND present, text chunk layout).
 std::map<std::string, std::string> png_text_chunks(const std::vector<uint8_t>& png);
-
-// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, then
-// rename. When `overwrite` is false and `path` exists, throws FileExistsError and leaves the
-// existing file untouched (also when the file appears concurrently). On any failure the
-// temporary file is removed. Missing parent folders are not created here.
-class FileExistsError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-void write_file_atomic(const std::string& path, const void* data, size_t size, bool overwrite);
-
-std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 }  // namespace sdgen

@@ -49,6 +49,9 @@ struct VaeConfig {
   int z_channels = 4;
   int embed_dim = 4;
   double scale_factor = 0.18215;
+  // GroupNorm groups of every VAE norm layer (CompVis: 32). Not visible in the shapes: small
+  // VAEs (sdgen-train's) use fewer, so each group keeps several channels; from the config JSON.
+  int norm_groups = 32;
   int downsample_factor() const { return 1 << (static_cast<int>(ch_mult.size()) - 1); }
 };
 

@@ -10,7 +10,7 @@ namespace sdgen {
 
 class VaeResnetBlockImpl : public torch::nn::Module {
  public:
-  VaeResnetBlockImpl(int64_t in, int64_t out);
+  VaeResnetBlockImpl(int64_t in, int64_t out, int64_t groups = 32);
   torch::Tensor forward(const torch::Tensor& x);  // [B, Cin, H, W] -> [B, Cout, H, W]
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
@@ -20,7 +20,7 @@ TORCH_MODULE(VaeResnetBlock);
 // Single-head self-attention over all pixels with 1x1-convolution q/k/v/proj_out.
 class VaeAttnBlockImpl : public torch::nn::Module {
  public:
-  explicit VaeAttnBlockImpl(int64_t channels);
+  explicit VaeAttnBlockImpl(int64_t channels, int64_t groups = 32);
   torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W]
   torch::nn::GroupNorm norm{nullptr};
   torch::nn::Conv2d q{nullptr}, k{nullptr}, v{nullptr}, proj_out{nullptr};
@@ -30,7 +30,7 @@ TORCH_MODULE(VaeAttnBlock);
 // mid.block_1, mid.attn_1, mid.block_2
 class VaeMidImpl : public torch::nn::Module {
  public:
-  explicit VaeMidImpl(int64_t channels);
+  explicit VaeMidImpl(int64_t channels, int64_t groups = 32);
   torch::Tensor forward(const torch::Tensor& x);
   VaeResnetBlock block_1{nullptr}, block_2{nullptr};
   VaeAttnBlock attn_1{nullptr};
@@ -41,7 +41,7 @@ TORCH_MODULE(VaeMid);
 // `upsample.conv`).
 class VaeLevelImpl : public torch::nn::Module {
  public:
-  VaeLevelImpl(int64_t in, int64_t out, int blocks, bool down, bool up);
+  VaeLevelImpl(int64_t in, int64_t out, int blocks, bool down, bool up, int64_t groups = 32);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::ModuleList block{nullptr};
   torch::nn::Conv2d resample{nullptr};

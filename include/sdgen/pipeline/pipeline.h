@@ -96,6 +96,14 @@ class Pipeline {
   std::vector<Image> generate_batch(const std::vector<GenerationParams>& batch,
                                     const PipelineEvents& events = {});
 
+  // Replaces the UNet call of the sampler loop (x, t, context on the device -> the UNet's
+  // output), e.g. by a captured CUDA graph (cuda_graph.h); an empty function restores the
+  // module's forward (and, on the CPU, its image-by-image split). The result must stay valid
+  // until the next call.
+  using UNetRunner = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t,
+                                                 const torch::Tensor& context)>;
+  void set_unet_runner(UNetRunner runner) { unet_runner_ = std::move(runner); }
+
   const ModelConfig& config() const { return model_.config; }
   const LoadedModel& model() const { return model_; }
   const DiscreteSchedule& schedule() const { return schedule_; }
@@ -108,6 +116,7 @@ class Pipeline {
   torch::Device device_;
   torch::ScalarType dtype_;
   DiscreteSchedule schedule_;
+  UNetRunner unet_runner_;
   // Encoded prompts by (text, clip skip, emphasis): a batch repeating a prompt encodes it once.
   std::map<std::tuple<std::string, int, int>, torch::Tensor> context_cache_;
   // The UNet on a batch of `images` images' passes (rows pass * images + image).

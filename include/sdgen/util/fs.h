@@ -1,7 +1,11 @@
-// Small file-system helpers (POSIX). write_file_atomic and read_file_bytes are declared in
-// sdgen/io/png.h and implemented in src/util/fs.cpp next to these.
+// Small file-system helpers (POSIX): atomic writes, whole-file reads, folders.
 #pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sdgen {
 
@@ -14,5 +18,22 @@ void make_parent_dirs(const std::string& path);
 // component, split at the last '/'.
 std::string path_dirname(const std::string& path);
 std::string path_basename(const std::string& path);
+
+// Writes `data` to `path` atomically: a temporary file ".<name>.tmp-<pid>-<random>" in the same
+// folder, fsync, then rename. When `overwrite` is false and `path` exists, throws
+// FileExistsError and leaves the existing file untouched (also when the file appears
+// concurrently). On any failure the temporary file is removed and std::runtime_error names the
+// path. Missing parent folders are not created here (make_parent_dirs).
+class FileExistsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+void write_file_atomic(const std::string& path, const void* data, size_t size, bool overwrite);
+// The same for a file made of several pieces written one after the other (no copy into one
+// buffer: a multi-gigabyte checkpoint is written straight from its tensors).
+void write_file_atomic(const std::string& path,
+                       const std::vector<std::pair<const void*, size_t>>& pieces, bool overwrite);
+
+std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 }  // namespace sdgen

@@ -1,0 +1,442 @@
+#include "sdgen/pipeline/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <fstream>
+#include <stdexcept>
+
+#include <torch/cuda.h>
+
+#include "sdgen/io/png.h"
+#include "sdgen/models/flops.h"
+#include "sdgen/models/fused.h"
+#include "sdgen/models/openclip.h"
+#include "sdgen/pipeline/cuda_graph.h"
+#include "sdgen/pipeline/pipeline.h"
+#include "sdgen/text/clip_tokenizer.h"
+
+#ifdef SDGEN_TORCH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#ifndef SDGEN_GIT_COMMIT
+#define SDGEN_GIT_COMMIT "unknown"
+#endif
+
+namespace sdgen {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* kPrompt = "a photograph of an astronaut riding a horse";
+
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// Milliseconds of each of `iters` calls of fn after `warmup` untimed ones; the device is
+// synchronised before each clock read, so queued kernels are counted.
+std::vector<double> time_ms(const torch::Device& device, int warmup, int iters,
+                            const std::function<void()>& fn) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> out;
+  for (int i = 0; i < iters; ++i) {
+    sync(device);
+    const auto t0 = Clock::now();
+    fn();
+    sync(device);
+    out.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+torch::ScalarType bench_dtype(const std::string& s) {
+  if (s == "fp32") return torch::kFloat;
+  if (s == "fp16") return torch::kHalf;
+  if (s == "bf16") return torch::kBFloat16;
+  throw std::invalid_argument("--dtype must be fp32, fp16 or bf16, not '" + s + "'");
+}
+
+int64_t count_params(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string stem(const std::string& path) {
+  auto name = path.substr(path.find_last_of('/') + 1);
+  return name.substr(0, name.find_last_of('.'));
+}
+
+bool finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+
+}  // namespace
+
+ModelConfig bench_architecture(const std::string& arch) {
+  ModelConfig c;  // SD 1.5
+  if (arch == "sd15") return c;
+  if (arch == "sd21") {
+    c.family = "sd2";
+    c.text.width = 1024;
+    c.text.layers = 24;
+    c.text.heads = 16;
+    c.text.intermediate = 4096;
+    c.text.activation = "gelu";
+    c.unet.num_head_channels = 64;
+    c.unet.context_dim = 1024;
+    c.unet.use_linear_proj = true;
+    c.native_size = 768;
+    c.prediction = "v";
+    return c;
+  }
+  if (arch == "tiny") {  // ../shared/reference/tiny-sd1.json
+    c.text.width = 32;
+    c.text.layers = 2;
+    c.text.heads = 2;
+    c.text.intermediate = 128;
+    c.unet.model_channels = 64;
+    c.unet.channel_mult = {1, 1};
+    c.unet.attention_resolutions = {1, 2};
+    c.unet.num_heads = 2;
+    c.unet.context_dim = 32;
+    c.vae.ch = 32;
+    c.vae.ch_mult = {1, 2, 2, 2};
+    c.vae.num_res_blocks = 1;
+    c.native_size = 64;
+    return c;
+  }
+  throw std::invalid_argument("--arch must be sd15, sd21 or tiny, not '" + arch + "'");
+}
+
+void init_random_weights(torch::nn::Module& module, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed);
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    auto p = item.value();
+    const auto& name = item.key();
+    if (p.dim() >= 2) {
+      // uniform with the variance of N(0, 1/fan_in): cheaper than normal_, same scale
+      const double fan_in = static_cast<double>(p.numel() / p.size(0));
+      const double bound = std::sqrt(3.0 / fan_in);
+      p.uniform_(-bound, bound);
+    } else if (p.dim() == 1 && name.size() >= 6 &&
+               name.compare(name.size() - 6, 6, "weight") == 0) {
+      p.fill_(1.0);
+    } else {
+      p.zero_();
+    }
+  }
+}
+
+LoadedModel random_model(const ModelConfig& config, torch::Device device, torch::ScalarType dtype,
+                         uint64_t seed) {
+  LoadedModel m;
+  m.config = config;
+  if (config.family == "sd2") {
+    OpenClipTextModel text(config.text);
+    m.text = text.ptr();
+  } else {
+    ClipTextModel text(config.text);
+    m.text = text.ptr();
+  }
+  m.unet = UNetModel(config.unet);
+  m.vae = AutoencoderKL(config.vae);
+  m.path = "random";
+  // float32 on the device first, so that the re-initialisation runs there (fast on CUDA), then
+  // the target dtype
+  uint64_t s = seed;
+  for (torch::nn::Module* mod : {&m.text->module(), static_cast<torch::nn::Module*>(m.unet.get()),
+                                 static_cast<torch::nn::Module*>(m.vae.get())}) {
+    mod->to(device, torch::kFloat);
+    init_random_weights(*mod, s++);
+    mod->to(dtype);
+    mod->eval();
+  }
+  return m;
+}
+
+void to_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+std::string build_commit() { return SDGEN_GIT_COMMIT; }
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    auto v = line.substr(colon + 1);
+    v.erase(0, v.find_first_not_of(" \t"));
+    return v;
+  }
+  return "unknown CPU";
+}
+
+std::string cuda_device_name(int index) {
+#ifdef SDGEN_TORCH_CUDA
+  if (torch::cuda::is_available()) return at::cuda::getDeviceProperties(index)->name;
+#endif
+  (void)index;
+  return "";
+}
+
+std::string bench_result_path(const std::string& dir, const nlohmann::json& r) {
+  std::string device = r.at("device").get<std::string>();
+  device.erase(std::remove(device.begin(), device.end(), ':'), device.end());
+  // variants of one architecture, device and dtype get their own files
+  std::string variant;
+  const auto& st = r.at("settings");
+  if (st.value("batch", 1) != 1) variant += "-b" + std::to_string(st.value("batch", 1));
+  if (st.contains("size_given") && st["size_given"].get<bool>())
+    variant +=
+        "-" + std::to_string(st.value("width", 0)) + "x" + std::to_string(st.value("height", 0));
+  if (st.value("channels_last", false)) variant += "-cl";
+  if (st.value("cuda_graph", false)) variant += "-graph";
+  if (st.value("fused", false)) variant += "-fused";
+  return dir + "/" + r.at("date").get<std::string>().substr(0, 10) + "-" +
+         r.at("arch").get<std::string>() + "-" + device + "-" + r.at("dtype").get<std::string>() +
+         variant + ".json";
+}
+
+nlohmann::json run_bench(const BenchOptions& o,
+                         const std::function<void(const std::string&)>& log_fn) {
+  auto log = [&](const std::string& m) {
+    if (log_fn) log_fn(m);
+  };
+  if (o.steps < 1 || o.batch < 1 || o.iters < 1 || o.warmup < 0)
+    throw std::invalid_argument("bench: steps, batch and iters must be >= 1, warmup >= 0");
+  if (o.tokenizer.empty()) throw std::invalid_argument("bench: a tokenizer path is required");
+  torch::Device device(o.device);
+  if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, 0);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw std::invalid_argument("device " + o.device + ": no CUDA GPU is available to this build");
+  const torch::ScalarType dtype = bench_dtype(o.dtype);
+  if (o.cuda_graph && !device.is_cuda())
+    throw std::invalid_argument("--cuda-graph needs a CUDA device");
+  if (o.cuda_graph && !UNetGraph::available())
+    throw std::invalid_argument(
+        "--cuda-graph: this build has no CUDA graph support (needs libtorch >= 2.0 with CUDA)");
+  if (o.fused && !fused_kernels_available())
+    throw std::invalid_argument(
+        "--fused: this build has no fused CUDA kernels (needs nvcc and a "
+        "CUDA libtorch)");
+  set_fused_kernels(o.fused);
+  torch::NoGradGuard no_grad;
+
+  // 1. the model
+  const auto t_setup = Clock::now();
+  LoadedModel model;
+  std::string arch = o.arch;
+  if (o.model_path.empty()) {
+    log("building " + o.arch + " with random weights on " + device.str());
+    model = random_model(bench_architecture(o.arch), device, dtype, o.seed);
+  } else {
+    LoadOptions lo;
+    lo.model_path = o.model_path;
+    lo.device = device;
+    lo.dtype = dtype;
+    model = load_checkpoint(lo);
+    arch = stem(o.model_path);
+  }
+  if (o.channels_last) {
+    to_channels_last(*model.unet);
+    to_channels_last(*model.vae);
+  }
+  sync(device);
+  const double setup_s = std::chrono::duration<double>(Clock::now() - t_setup).count();
+  const ModelConfig& c = model.config;
+  const int width = o.width ? o.width : c.native_size, height = o.height ? o.height : c.native_size;
+  const int f = c.vae.downsample_factor();
+  if (width % f || height % f || width <= 0 || height <= 0)
+    throw std::invalid_argument("--size must be a multiple of " + std::to_string(f));
+  const int64_t h = height / f, w = width / f, b2 = 2 * o.batch;
+  std::shared_ptr<const Tokenizer> tokenizer = ClipTokenizer::from_path(o.tokenizer);
+  Pipeline pipeline(model, tokenizer, device, dtype);
+
+  // 2. UNet step: CFG batch of 2 * batch latents, 77 context tokens
+  const auto opts = torch::TensorOptions().device(device).dtype(dtype);
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  auto x = torch::randn({b2, c.unet.in_channels, h, w}, gen).to(opts);
+  if (o.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  auto t = torch::full({b2}, 500.0, torch::TensorOptions().device(device));
+  auto ctx = torch::randn({b2, 77, c.unet.context_dim}, gen).to(opts);
+  log("UNet step: " + std::to_string(o.warmup) + " warm-up, " + std::to_string(o.iters) + " timed");
+  torch::Tensor eps;
+  auto unet_times =
+      time_ms(device, o.warmup, o.iters, [&] { eps = model.unet->forward(x, t, ctx); });
+  const bool unet_finite = finite(eps);
+  nlohmann::json graph_info = nullptr;
+  std::vector<double> graph_times;
+  std::unique_ptr<UNetGraph> graph;
+  if (o.cuda_graph) {
+    const auto t0 = Clock::now();
+    graph = std::make_unique<UNetGraph>(model.unet, x, t, ctx);
+    const double capture_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    torch::Tensor out;
+    graph_times = time_ms(device, o.warmup, o.iters, [&] { out = graph->run(x, t, ctx); });
+    const double diff = (out.to(torch::kFloat) - eps.to(torch::kFloat)).abs().max().item<double>();
+    graph_info = {{"capture_s", capture_s},
+                  {"unet_step_ms", median(graph_times)},
+                  {"max_abs_diff_vs_eager", diff}};
+  }
+
+  // 3. text encoder, batch 2 (prompt and empty negative prompt)
+  auto ids_cond = pipeline.token_ids(kPrompt), ids_uncond = pipeline.token_ids("");
+  auto ids =
+      torch::stack({torch::tensor(ids_cond, torch::kLong), torch::tensor(ids_uncond, torch::kLong)})
+          .to(device);
+  auto text_times = time_ms(device, o.warmup, o.iters, [&] { (void)model.text->forward(ids, 1); });
+
+  // 4. VAE decode of `batch` latents
+  auto z = torch::randn({o.batch, c.vae.z_channels, h, w}, gen).to(opts);
+  if (o.channels_last) z = z.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor image;
+  auto vae_times = time_ms(device, o.warmup, o.iters, [&] { image = model.vae->decode(z); });
+  const bool vae_finite = finite(image);
+
+  // 5. end to end: prompt -> PNG bytes, a fresh Pipeline each time (no cached prompt)
+  std::vector<GenerationParams> params(o.batch);
+  for (int i = 0; i < o.batch; ++i) {
+    params[i].prompt = kPrompt;
+    params[i].steps = o.steps;
+    params[i].width = width;
+    params[i].height = height;
+    params[i].seed = o.seed + i;
+  }
+  size_t png_bytes = 0;
+  bool use_graph = false;
+  auto e2e = [&] {
+    Pipeline p(model, tokenizer, device, dtype);
+    if (use_graph)  // the captured step where the shapes match (a short prompt: 77 tokens)
+      p.set_unet_runner(
+          [&](const torch::Tensor& xi, const torch::Tensor& ti, const torch::Tensor& ci) {
+            if (xi.sizes().equals(x.sizes()) && ci.sizes().equals(ctx.sizes()))
+              return graph->run(xi, ti, ci).clone();
+            return model.unet->forward(xi, ti, ci);
+          });
+    auto images = p.generate_batch(params);
+    png_bytes = 0;
+    for (const auto& im : images)
+      png_bytes += encode_png(im.rgb.data(), im.width, im.height, {}).size();
+  };
+  const int e2e_iters = o.e2e_iters > 0 ? o.e2e_iters : std::min(o.iters, 3);
+  // peak GPU memory (allocated, reserved) in GiB over what runs between reset and read
+  auto reset_peak = [&] {
+#ifdef SDGEN_TORCH_CUDA
+    if (device.is_cuda()) {
+      sync(device);
+      c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+    }
+#endif
+  };
+  auto read_peak = [&]() -> std::pair<nlohmann::json, nlohmann::json> {
+#ifdef SDGEN_TORCH_CUDA
+    if (device.is_cuda()) {
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+      return {static_cast<double>(stats.allocated_bytes[0].peak) / (1 << 30),
+              static_cast<double>(stats.reserved_bytes[0].peak) / (1 << 30)};
+    }
+#endif
+    return {nullptr, nullptr};
+  };
+  log("end to end: " + std::to_string(o.steps) + " steps, " + std::to_string(e2e_iters) + " timed");
+  reset_peak();
+  auto e2e_times = time_ms(device, std::min(o.warmup, 1), e2e_iters, e2e);
+  const auto [peak_alloc, peak_reserved] = read_peak();
+  std::vector<double> e2e_graph_times;
+  if (graph) {  // the same with the captured UNet step
+    use_graph = true;
+    reset_peak();
+    e2e_graph_times = time_ms(device, std::min(o.warmup, 1), e2e_iters, e2e);
+    graph_info["e2e_ms"] = median(e2e_graph_times);
+    graph_info["e2e_ms_all"] = e2e_graph_times;
+    graph_info["peak_gpu_alloc_gib"] = read_peak().first;
+  }
+
+  const double unet_ms = median(unet_times), text_ms = median(text_times),
+               vae_ms = median(vae_times), e2e_ms = median(e2e_times);
+  const double uf = unet_flops(c.unet, b2, h, w, 77);
+  const double tf = text_encoder_flops(c.text, 2, 77);
+  const double vf = vae_decoder_flops(c.vae, o.batch, h, w);
+  auto tflops = [](double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
+  const std::string card = device.is_cuda() ? cuda_device_name(device.index()) : cpu_model_name();
+  nlohmann::json r;
+  r["tool"] = "sdgen bench";
+  r["arch"] = arch;
+  r["model"] = o.model_path;
+  r["device"] = device.str();
+  r["dtype"] = o.dtype;
+  r["card"] = card.empty() ? device.str() : card;
+  r["date"] = utc_now();
+  r["commit"] = build_commit();
+  r["libtorch"] = TORCH_VERSION;
+  r["threads"] = at::get_num_threads();
+  r["fused_kernels"] = fused_kernels_enabled();
+  r["settings"] = {{"width", width},
+                   {"height", height},
+                   {"size_given", o.width != 0 || o.height != 0},
+                   {"steps", o.steps},
+                   {"batch", o.batch},
+                   {"unet_batch", b2},
+                   {"warmup", o.warmup},
+                   {"iters", o.iters},
+                   {"e2e_iters", e2e_iters},
+                   {"channels_last", o.channels_last},
+                   {"cuda_graph", o.cuda_graph},
+                   {"fused", o.fused},
+                   {"seed", o.seed},
+                   {"cfg_scale", params[0].cfg_scale},
+                   {"sampler", params[0].sampler},
+                   {"prompt", kPrompt}};
+  r["params"] = {{"unet", count_params(*model.unet)},
+                 {"text_encoder", count_params(model.text->module())},
+                 {"vae", count_params(*model.vae)}};
+  r["setup_s"] = setup_s;
+  r["unet_step_ms"] = unet_ms;
+  r["unet_step_ms_all"] = unet_times;
+  r["text_encoder_ms"] = text_ms;
+  r["vae_decode_ms"] = vae_ms;
+  r["e2e_ms"] = e2e_ms;
+  r["e2e_ms_all"] = e2e_times;
+  r["e2e_png_bytes"] = png_bytes;
+  r["it_per_s"] = unet_ms > 0 ? 1000.0 / unet_ms : 0.0;
+  r["unet_flops"] = uf;
+  r["text_encoder_flops"] = tf;
+  r["vae_decode_flops"] = vf;
+  r["unet_tflops"] = tflops(uf, unet_ms);
+  r["text_encoder_tflops"] = tflops(tf, text_ms);
+  r["vae_decode_tflops"] = tflops(vf, vae_ms);
+  r["peak_gpu_alloc_gib"] = peak_alloc;
+  r["peak_gpu_reserved_gib"] = peak_reserved;
+  r["unet_output_finite"] = unet_finite;
+  r["vae_output_finite"] = vae_finite;
+  r["cuda_graph"] = graph_info;
+  if (!graph_times.empty()) r["cuda_graph"]["unet_step_ms_all"] = graph_times;
+  return r;
+}
+
+}  // namespace sdgen

@@ -1,0 +1,101 @@
+// sdgen-train's library: the data set as tensors, VAE training, joint text-encoder + UNet
+// training on VAE latents, and checkpoints in the LDM layout that load_checkpoint reads.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include "sdgen/data/scenes.h"
+#include "sdgen/models/clip.h"
+#include "sdgen/models/config.h"
+#include "sdgen/models/unet.h"
+#include "sdgen/models/vae.h"
+#include "sdgen/text/tokenizer.h"
+
+namespace sdgen::train {
+
+// A model configuration JSON (the format of the config beside a checkpoint: family,
+// native_size, prediction, text_encoder, unet, vae) over the SD 1.x defaults.
+ModelConfig read_model_config(const std::string& path);
+
+// Images [N, 3, S, S] in [-1, 1] and captions of samples first .. first + count - 1 of a split.
+struct Batch {
+  torch::Tensor images;
+  std::vector<std::string> captions;
+};
+Batch make_batch(const data::DatasetOptions& data, data::Split split, uint64_t first,
+                 int64_t count);
+
+// Called every `log_every` steps with (step, mean loss since the last call, seconds so far).
+using LogFn = std::function<void(int, double, double)>;
+
+struct TrainOptions {
+  int steps = 1000;
+  int batch = 16;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  int warmup = 50;         // linear warm-up steps
+  double grad_clip = 1.0;  // max global gradient norm (0: off)
+  uint64_t seed = 0;
+  int pool = 4096;  // training samples drawn from the data set (indices 0 .. pool-1)
+  int log_every = 50;
+  // VAE
+  double kl_weight = 1e-4;  // on the mean KL per latent element
+  // UNet
+  double caption_dropout = 0.1;  // captions replaced by "" (the CFG unconditional prompt)
+  // Exponential moving average of the text encoder and UNet weights, which train_unet leaves in
+  // the modules at the end (0: off). Its decay ramps up as min(ema, (1 + step) / (10 + step)).
+  double ema = 0.999;
+  torch::Device device = torch::kCPU;
+};
+
+struct TrainResult {
+  std::vector<double> losses;  // one per step
+  double seconds = 0;
+  double scale_factor = 0;  // UNet training: 1 / std of the VAE latents it used
+};
+
+// Prepares a freshly initialised VAE for training: the log-variance half of quant_conv starts
+// at `logvar_bias` (small posterior noise), so the decoder sees the signal from the first step
+// and reconstruction improves at once; the KL term then shapes the variance.
+void init_vae_for_training(AutoencoderKL& vae, double logvar_bias = -6.0);
+
+// VAE loss: L1 + L2 reconstruction plus kl_weight * KL(q(z|x) || N(0, 1)) per element; the
+// latent is sampled (reparameterised) as the LDM autoencoder trains.
+TrainResult train_vae(AutoencoderKL& vae, const data::DatasetOptions& data, const TrainOptions& o,
+                      const LogFn& log = {});
+
+// Joint text encoder + UNet training on the VAE's (frozen) latent means times the scale
+// factor (measured on the pool: 1 / std, as SD chose 0.18215), the SD scaled-linear schedule
+// (1000 steps), epsilon prediction, MSE. Captions are framed BOS + ids + EOS padded with EOS
+// to the text encoder's positions, as the pipeline frames a plain prompt; a fraction
+// `caption_dropout` is the empty prompt. With o.ema > 0 the modules end with the averaged
+// weights.
+TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
+                       const Tokenizer& tokenizer, const data::DatasetOptions& data,
+                       const TrainOptions& o, const LogFn& log = {});
+
+// The token ids of a caption as the text encoder sees it: [max_positions].
+std::vector<int64_t> caption_ids(const Tokenizer& tokenizer, const std::string& caption,
+                                 int max_positions);
+
+// LDM names: cond_stage_model.transformer.text_model.*, model.diffusion_model.*,
+// first_stage_model.*. Any module may be null (not written). `dtype`: kFloat or kHalf.
+void save_checkpoint(const std::string& path, ClipTextModel* text, UNetModel* unet,
+                     AutoencoderKL* vae, torch::ScalarType dtype,
+                     const std::map<std::string, std::string>& metadata = {});
+// Writes the config JSON (the model config plus `extra` keys) that load_checkpoint reads
+// beside `<stem>.safetensors` as `<stem>.json`.
+void save_config(const std::string& path, const ModelConfig& config,
+                 const nlohmann::json& extra = nlohmann::json::object());
+// Loads `module` from a file's tensors under `prefix` (strict; throws on any mismatch).
+void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix);
+
+int64_t count_parameters(torch::nn::Module& m);
+
+}  // namespace sdgen::train
