@@ -24,7 +24,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchCliOptions& o) {
       ->default_val("sd15")
       ->check(CLI::IsMember({"sd15", "sd21", "tiny"}));
   b->add_option("--model", s.model_path, "bench this checkpoint instead of random weights");
-  b->add_option("--tokenizer", s.tokenizer, "CLIP vocabulary (default: the one sdgen ships)");
+  b->add_option(
+      "--tokenizer", s.tokenizer,
+      "tokenizer: a CLIP vocabulary or a SentencePiece .model (default: as for rendering)");
   b->add_option("--size", o.size, "WIDTHxHEIGHT (default: the architecture's native size)");
   b->add_option("--steps", s.steps, "sampler steps of the end-to-end run")
       ->default_val(30)

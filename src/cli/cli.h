@@ -49,8 +49,6 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& jobs);
 // names, relative to the JSON; else tokenizer.model (SentencePiece) or tokenizer/ (CLIP BPE)
 // beside the model; else the CLIP vocabulary sdgen ships.
 std::string default_tokenizer(const std::string& model, const std::string& config = "");
-// A SentencePiece model for paths ending in ".model", else a CLIP BPE vocabulary.
-std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& path);
 // sdgen's own model (models/default/model.safetensors, see scripts/train-default-model.sh),
 // used for `--model default` and when no --model is given; empty when it is not there.
 std::string default_model();

@@ -13,8 +13,7 @@
 #include "cli.h"
 #include "sdgen/io/output_template.h"
 #include "sdgen/io/prompt_file.h"
-#include "sdgen/text/clip_tokenizer.h"
-#include "sdgen/text/sentencepiece_tokenizer.h"
+#include "sdgen/text/tokenizer.h"
 
 namespace sdgen::cli {
 
@@ -84,13 +83,6 @@ std::string default_tokenizer(const std::string& model, const std::string& confi
   if (path_exists(dir + "/tokenizer.model")) return dir + "/tokenizer.model";
   if (path_exists(dir + "/tokenizer/vocab.json")) return dir + "/tokenizer";
   return data_dir() + "/clip/bpe_simple_vocab_16e6.txt.gz";
-}
-
-std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& path) {
-  const std::string ext = ".model";
-  if (path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0)
-    return SentencePieceTokenizer::from_file(path);
-  return ClipTokenizer::from_path(path);
 }
 
 std::string default_model() {

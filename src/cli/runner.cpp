@@ -20,7 +20,7 @@
 #include "sdgen/io/model_hash.h"
 #include "sdgen/io/output_template.h"
 #include "sdgen/io/png.h"
-#include "sdgen/text/clip_tokenizer.h"
+#include "sdgen/text/tokenizer.h"
 #include "sdgen/util/fs.h"
 
 namespace sdgen::cli {

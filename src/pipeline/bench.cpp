@@ -15,7 +15,7 @@
 #include "sdgen/models/openclip.h"
 #include "sdgen/pipeline/cuda_graph.h"
 #include "sdgen/pipeline/pipeline.h"
-#include "sdgen/text/clip_tokenizer.h"
+#include "sdgen/text/tokenizer.h"
 
 #ifdef SDGEN_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -274,7 +274,7 @@ nlohmann::json run_bench(const BenchOptions& o,
   if (width % f || height % f || width <= 0 || height <= 0)
     throw std::invalid_argument("--size must be a multiple of " + std::to_string(f));
   const int64_t h = height / f, w = width / f, b2 = 2 * o.batch;
-  std::shared_ptr<const Tokenizer> tokenizer = ClipTokenizer::from_path(o.tokenizer);
+  std::shared_ptr<const Tokenizer> tokenizer = load_tokenizer(o.tokenizer);
   Pipeline pipeline(model, tokenizer, device, dtype);
 
   // 2. UNet step: CFG batch of 2 * batch latents, 77 context tokens

@@ -3,7 +3,17 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "sdgen/text/clip_tokenizer.h"
+#include "sdgen/text/sentencepiece_tokenizer.h"
+
 namespace sdgen {
+
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& path) {
+  const std::string ext = ".model";
+  if (path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0)
+    return SentencePieceTokenizer::from_file(path);
+  return ClipTokenizer::from_path(path);
+}
 
 std::vector<int64_t> frame_ids(const std::vector<int64_t>& ids, int64_t bos, int64_t eos,
                                int64_t pad_id, size_t length) {

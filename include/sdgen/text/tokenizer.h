@@ -1,6 +1,7 @@
 // Tokenizer interface shared by CLIP BPE and SentencePiece tokenizers.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@ class Tokenizer {
   // The text of one id (for logs and tests).
   virtual std::string id_to_token(int64_t id) const = 0;
 };
+
+// The tokenizer stored at `path`: a SentencePiece model for paths ending in ".model", else a
+// CLIP BPE vocabulary (ClipTokenizer::from_path). Throws std::runtime_error naming the path.
+std::shared_ptr<const Tokenizer> load_tokenizer(const std::string& path);
 
 // BOS + ids[:length-2] + EOS, right-padded with pad_id to `length`.
 std::vector<int64_t> frame_ids(const std::vector<int64_t>& ids, int64_t bos, int64_t eos,
