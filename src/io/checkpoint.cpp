@@ -156,8 +156,7 @@ ModelConfig infer_sd1_config(const SafetensorsFile& f, const nlohmann::json* ove
   c.text.layers = count_indexed(f, tp + "encoder.layers.");
   c.text.intermediate =
       static_cast<int>(require(f, tp + "encoder.layers.0.mlp.fc1.weight").shape[0]);
-  // Heads do not show in the shapes. CLIP ViT-L/14 (SD1) uses width / 64.
-  c.text.heads = c.text.width % 64 == 0 ? c.text.width / 64 : std::max(1, c.text.width / 16);
+  c.text.heads = keys::guess_text_heads(c.text.width);
 
   c.unet = infer_unet_config(f);
   // Heads do not show either: SD 1.x uses 8 heads at every level.

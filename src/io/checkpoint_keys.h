@@ -42,4 +42,11 @@ inline bool has_prefix(const SafetensorsFile& f, const std::string& prefix) {
                      [&](const TensorInfo& t) { return starts_with(t.name, prefix); });
 }
 
+// Text-encoder heads, which the shapes do not show: width / 64 for CLIP ViT-L/14 (SD 1.x, 12
+// heads) and OpenCLIP ViT-H/14 (SD 2.x, 16 heads); 16-wide heads for narrower widths (the
+// reference tiny models), a documented guess that a config JSON overrides.
+inline int guess_text_heads(int width) {
+  return width % 64 == 0 ? width / 64 : std::max(1, width / 16);
+}
+
 }  // namespace sdgen::keys

@@ -75,9 +75,7 @@ ModelConfig infer_sd2_config(const SafetensorsFile& f, const nlohmann::json* ove
   c.text.intermediate =
       static_cast<int>(require(f, tp + "transformer.resblocks.0.mlp.c_fc.weight").shape[0]);
   c.text.activation = "gelu";  // open_clip's nn.GELU (erf); quick_gelu is OpenAI CLIP's
-  // Heads do not show in the shapes: open_clip's ViT-H/14 text tower uses width / 64 (16 heads
-  // of 1024); other widths get the same documented guess as SD 1.x.
-  c.text.heads = c.text.width % 64 == 0 ? c.text.width / 64 : std::max(1, c.text.width / 16);
+  c.text.heads = keys::guess_text_heads(c.text.width);
 
   // UNet: as SD 1.x, but with a fixed head width (num_head_channels) instead of a head count.
   c.unet = infer_unet_config(f);

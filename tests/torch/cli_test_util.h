@@ -63,6 +63,39 @@ class SdgenProcess {
   pid_t pid_ = -1;
 };
 
+// The command line the issues' checks run (sdgen --model M --tokenizer V --prompt P
+// --negative-prompt "" --steps 6 --cfg-scale 7.5 --sampler euler --scheduler discrete --seed 1234
+// --size 64x64 --device cpu --dtype fp32 -o OUT); tests change single values by position.
+inline std::vector<std::string> check_args(const std::string& model, const std::string& vocab,
+                                           const std::string& prompt, const std::string& out) {
+  return {"--model",
+          model,
+          "--tokenizer",
+          vocab,
+          "--prompt",
+          prompt,
+          "--negative-prompt",
+          "",
+          "--steps",
+          "6",
+          "--cfg-scale",
+          "7.5",
+          "--sampler",
+          "euler",
+          "--scheduler",
+          "discrete",
+          "--seed",
+          "1234",
+          "--size",
+          "64x64",
+          "--device",
+          "cpu",
+          "--dtype",
+          "fp32",
+          "-o",
+          out};
+}
+
 inline RunResult run_sdgen(const std::vector<std::string>& args, const std::filesystem::path& dir,
                            const std::string& stdin_text = "",
                            const std::vector<std::pair<std::string, std::string>>& env = {}) {

@@ -140,32 +140,8 @@ TEST(PipelineE2E, InfotextNamesSamplerAndSchedule) {
 // ---- through the binary ----
 
 std::vector<std::string> base_args(const std::string& out) {
-  return {"--model",
-          ref("tiny-sd1.safetensors"),
-          "--tokenizer",
-          ref("clip_vocab/bpe_simple_vocab_16e6.txt.gz"),
-          "--prompt",
-          kPrompt,
-          "--negative-prompt",
-          "",
-          "--steps",
-          "6",
-          "--cfg-scale",
-          "7.5",
-          "--sampler",
-          "euler",
-          "--scheduler",
-          "discrete",
-          "--seed",
-          "1234",
-          "--size",
-          "64x64",
-          "--device",
-          "cpu",
-          "--dtype",
-          "fp32",
-          "-o",
-          out};
+  return check_args(ref("tiny-sd1.safetensors"), ref("clip_vocab/bpe_simple_vocab_16e6.txt.gz"),
+                    kPrompt, out);
 }
 
 class Binary : public ::testing::Test {

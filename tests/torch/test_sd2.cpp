@@ -177,15 +177,8 @@ void check_unet_case(const std::string& c) {
   std::vector<std::pair<std::string, torch::Tensor>> blocks;
   auto out = unet->forward(x, ts, ctx, &blocks);
   EXPECT_LT(max_abs_diff(out, rt(f, c + ".out")), kTol);
-  const auto& refs = ref_tensors(f);
-  int compared = 0;
-  for (const auto& [name, t] : blocks) {
-    auto it = refs.find(c + ".debug." + name);
-    if (it == refs.end()) continue;
-    EXPECT_LT(max_abs_diff(t, it->second), kTol) << name;
-    ++compared;
-  }
-  EXPECT_EQ(compared, 9);  // 4 input blocks, the middle block, 4 output blocks
+  EXPECT_EQ(expect_blocks_match(blocks, f, c, kTol),
+            9);  // 4 input blocks, the middle block, 4 output blocks
   auto temb = timestep_embedding(ts, 64);
   EXPECT_LT(max_abs_diff(temb, rt(f, c + ".debug.t_emb_sinusoidal")), 1e-5);
   auto emb = unet->time_embed->forward(temb);
@@ -395,32 +388,8 @@ class Sd2Binary : public Sd2Files {};
 void check_binary(const std::filesystem::path& dir, const std::string& prediction,
                   const std::string& file) {
   const auto out = (dir / ("out-" + prediction + ".png")).string();
-  std::vector<std::string> args = {"--model",
-                                   ref("sd2/tiny-sd2.safetensors"),
-                                   "--tokenizer",
-                                   ref(kVocab),
-                                   "--prompt",
-                                   kPrompt,
-                                   "--negative-prompt",
-                                   "",
-                                   "--steps",
-                                   "6",
-                                   "--cfg-scale",
-                                   "7.5",
-                                   "--sampler",
-                                   "euler",
-                                   "--scheduler",
-                                   "discrete",
-                                   "--seed",
-                                   "1234",
-                                   "--size",
-                                   "64x64",
-                                   "--device",
-                                   "cpu",
-                                   "--dtype",
-                                   "fp32",
-                                   "-o",
-                                   out};
+  std::vector<std::string> args =
+      check_args(ref("sd2/tiny-sd2.safetensors"), ref(kVocab), kPrompt, out);
   if (!prediction.empty()) args.insert(args.end(), {"--prediction", prediction});
   auto r = run_sdgen(args, dir);
   ASSERT_EQ(r.status, 0) << r.err;

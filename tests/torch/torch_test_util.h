@@ -1,6 +1,10 @@
 // Helpers for the tests that compare against ../shared/reference.
 #pragma once
 #include <map>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
 #include <string>
 
 #include <torch/torch.h>
@@ -43,6 +47,21 @@ inline const torch::Tensor& rt(const std::string& file, const std::string& name)
   auto it = m.find(name);
   if (it == m.end()) throw std::runtime_error(file + " has no tensor " + name);
   return it->second;
+}
+
+// Compares each recorded UNet block output with `<case>.debug.<block>` of the reference file
+// when it has one (EXPECT_LT per block); returns how many were compared.
+inline int expect_blocks_match(const std::vector<std::pair<std::string, torch::Tensor>>& blocks,
+                               const std::string& file, const std::string& c, double tol) {
+  const auto& refs = ref_tensors(file);
+  int compared = 0;
+  for (const auto& [name, t] : blocks) {
+    auto it = refs.find(c + ".debug." + name);
+    if (it == refs.end()) continue;
+    EXPECT_LT(max_abs_diff(t, it->second), tol) << name;
+    ++compared;
+  }
+  return compared;
 }
 
 }  // namespace sdgen::test
