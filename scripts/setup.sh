@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev                       # libtorch 1.13 (CPU)
+  libopenblas0-openmp                # libtorch's BLAS: ~10x faster matmul than the reference
   libsentencepiece-dev               # tokenizer for sdgen's own default model
   libcli11-dev nlohmann-json3-dev libstb-dev
   libgtest-dev libgmock-dev googletest

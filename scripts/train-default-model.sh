@@ -35,9 +35,9 @@ WORK=${WORK:-build-train/default}
 SEED=${SEED:-1}
 THREADS=${THREADS:-0}
 DEVICE=${DEVICE:-cpu}
-VAE_STEPS=${VAE_STEPS:-3000}
+VAE_STEPS=${VAE_STEPS:-4000}
 UNET_STEPS=${UNET_STEPS:-8000}
-VAE_POOL=${VAE_POOL:-8192}
+VAE_POOL=${VAE_POOL:-16384}
 UNET_POOL=${UNET_POOL:-16384}
 if [[ "${1:-}" == "--quick" ]]; then
   OUT=build-train/quick
@@ -61,14 +61,16 @@ echo "== 1. a look at the data: $WORK/data/grid.png, $WORK/data-heldout/grid.png
 echo "== 2. tokenizer: SentencePiece unigram, 256 pieces, on 20000 captions"
 "$train" "${common[@]}" tokenizer --out "$WORK/tokenizer" --vocab-size 256 --count 20000
 
-echo "== 3. VAE: L1 + L2 reconstruction + 1e-4 KL, $VAE_STEPS steps of 16 images"
+echo "== 3. VAE: L1 + L2 reconstruction (objects x5) + 1e-4 KL, $VAE_STEPS steps of 16 images"
 "$train" "${common[@]}" vae --config scripts/default-model.json --out "$WORK/vae.safetensors" \
-  --steps "$VAE_STEPS" --batch 16 --lr 5e-4 --warmup 200 --pool "$VAE_POOL" --log-every 50
+  --steps "$VAE_STEPS" --batch 16 --lr 5e-4 --final-lr 5e-5 --warmup 200 --pool "$VAE_POOL" \
+  --foreground-weight 4 --log-every 50
 
-echo "== 4. text encoder + UNet: eps prediction, 10% empty captions, $UNET_STEPS steps of 32"
+echo "== 4. text encoder + UNet: eps prediction, min-SNR-5, 10% empty captions, $UNET_STEPS steps of 32"
 "$train" "${common[@]}" unet --config scripts/default-model.json --vae "$WORK/vae.safetensors" \
   --tokenizer "$WORK/tokenizer.model" --out "$OUT/model.safetensors" --dtype fp16 \
-  --steps "$UNET_STEPS" --batch 32 --lr 5e-4 --warmup 500 --pool "$UNET_POOL" --log-every 50
+  --steps "$UNET_STEPS" --batch 32 --lr 5e-4 --final-lr 5e-5 --warmup 500 --min-snr 5 \
+  --pool "$UNET_POOL" --save-every 1000 --log-every 50
 
 ls -l "$OUT"
 echo "== done (model.json names tokenizer.model; models/default/ is also --model default):"

@@ -23,7 +23,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchCliOptions& o) {
   b->add_option("--arch", s.arch, "sd15 | sd21 | tiny (random weights, no checkpoint)")
       ->default_val("sd15")
       ->check(CLI::IsMember({"sd15", "sd21", "tiny"}));
-  b->add_option("--model", s.model_path, "bench this checkpoint instead of random weights");
+  b->add_option("--model", s.model_path,
+                "bench this checkpoint instead of random weights (default: sdgen's own model)");
   b->add_option(
       "--tokenizer", s.tokenizer,
       "tokenizer: a CLIP vocabulary or a SentencePiece .model (default: as for rendering)");
@@ -31,6 +32,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchCliOptions& o) {
   b->add_option("--steps", s.steps, "sampler steps of the end-to-end run")
       ->default_val(30)
       ->check(CLI::Range(1, 10000));
+  b->add_option("--prompt", s.prompt,
+                "end-to-end prompt (default: one chunk; a scene for a SentencePiece model)");
   b->add_option("--batch", s.batch, "images per run (the UNet step runs 2x for CFG)")
       ->default_val(1)
       ->check(CLI::Range(1, 256));
@@ -73,6 +76,11 @@ int run_bench_command(BenchCliOptions& o) {
     if (!std::regex_match(o.size, m, re)) throw UsageError("--size must be WIDTHxHEIGHT");
     s.width = std::stoi(m[1]);
     s.height = std::stoi(m[2]);
+  }
+  if (s.model_path == "default") {
+    s.model_path = default_model();
+    if (s.model_path.empty())
+      throw UsageError("--model default: sdgen's default model (models/default/) is not there");
   }
   if (!s.model_path.empty() && !path_exists(s.model_path))
     throw UsageError("--model " + s.model_path + ": no such file");

@@ -21,6 +21,7 @@ struct CliOptions {
   GenerationParams params;  // defaults of every job
   int64_t seed = -1;
   int batch_count = 1, batch_size = 1;
+  int threads = 0;  // CPU threads (0: OMP_NUM_THREADS, else every core)
   bool overwrite = false, quiet = false, json = false, list_samplers = false;
   bool scheduler_given = false;  // --scheduler on the command line (vs an A1111 sampler label)
 };

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "sdgen/io/checkpoint.h"
 #include "sdgen/io/png.h"
+#include "sdgen/pipeline/threads.h"
 
 namespace sdgen::cli {
 namespace {
@@ -121,6 +122,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when present)");
   app.add_option("--devices", o.devices,
                  "cuda:0,cuda:1,...: one worker per device over the shared job list");
+  app.add_option("--threads", o.threads,
+                 "CPU threads (default: OMP_NUM_THREADS when set, else every core)")
+      ->check(CLI::Range(0, 4096));
   app.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: fp16 on CUDA, fp32 on CPU)");
   app.add_option("--output,-o", o.output,
                  "PNG path template: {index} {seed} {line} {prompt}, widths like {index:05}; "
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
     return status;
   };
   try {
+    sdgen::configure_cpu_threads(o.threads);
     if (bench->parsed()) return sdgen::cli::run_bench_command(bench_options);
     return sdgen::cli::run(o);
   } catch (const sdgen::cli::UsageError& e) {

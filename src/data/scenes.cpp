@@ -60,7 +60,9 @@ void position_centre(Position p, int image_size, double* cx, double* cy) {
 }
 
 double size_radius(Size s, int image_size) {
-  static const double r[] = {0.09, 0.14, 0.2};
+  // Small objects are ~14 pixels across at 64x64 (under two latent pixels of the 8x-down VAE):
+  // smaller ones lose their corners in the autoencoder and cannot be told apart by shape.
+  static const double r[] = {0.11, 0.15, 0.2};
   return r[static_cast<int>(s)] * image_size;
 }
 
@@ -137,10 +139,23 @@ std::string object_phrase(const SceneObject& ob, Rng& rng) {
   const std::string size = rng.pick(sizes[static_cast<size_t>(ob.size)]);
   const std::string colour = object_colours()[static_cast<size_t>(ob.colour)].name;
   const std::string shape = rng.pick(shapes[static_cast<size_t>(ob.shape)]);
-  // "a small red circle" or, now and then, "a red circle of small size"
-  if (rng.uniform(6) == 0 && ob.size != Size::kMedium)
-    return article(colour) + colour + " " + shape + " of " +
-           sizes[static_cast<size_t>(ob.size)][0] + " size";
+  // "a small red circle"; now and then "a red circle of small size", "a red circle" (no
+  // size: the model picks one) or "red circle" (no article, as prompts are often written)
+  switch (rng.uniform(12)) {
+    case 0:
+    case 1:
+      if (ob.size != Size::kMedium)
+        return article(colour) + colour + " " + shape + " of " +
+               sizes[static_cast<size_t>(ob.size)][0] + " size";
+      break;
+    case 2:
+    case 3:
+      return article(colour) + colour + " " + shape;
+    case 4:
+      return colour + " " + shape;
+    default:
+      break;
+  }
   return article(size) + size + " " + colour + " " + shape;
 }
 
@@ -221,31 +236,41 @@ Scene sample_scene(Rng& rng, Split split, const DatasetOptions& o) {
   return s;
 }
 
-std::string caption(const Scene& scene, Rng& rng) {
+std::string caption(const Scene& scene, Rng& rng, bool* names_background) {
   const std::string bg = colour_word(scene.background, rng);
-  static const std::vector<std::string> bg_forms = {"on a {} background", "against a {} background",
-                                                    "on {}", "with a {} background",
-                                                    "on a plain {} background"};
+  static const std::vector<std::string> bg_forms = {
+      "on a {} background",   "against a {} background",  "on {}",
+      "with a {} background", "on a plain {} background", "in front of a {} background"};
   std::string bg_phrase = rng.pick(bg_forms);
   bg_phrase.replace(bg_phrase.find("{}"), 2, bg);
   const std::string bg_noun = article(bg) + bg + " background";
+  // about one caption in eight leaves the background out ("a red circle on the left")
+  const bool with_bg = rng.uniform(8) != 0;
+  if (names_background) *names_background = with_bg;
+  const std::string tail = with_bg ? " " + bg_phrase : "";
   if (scene.objects.size() == 1) {
     // the object phrase is followed by its position; some forms lead with the position
     const std::string obj = object_phrase(scene.objects[0], rng);
     const std::string pos = position_phrase(scene.objects[0].position, rng);
-    switch (rng.uniform(6)) {
+    switch (rng.uniform(7)) {
       case 0:
-        return obj + " " + pos + " " + bg_phrase;
+        return obj + " " + pos + tail;
       case 1:
-        return pos + ", " + obj + " " + bg_phrase;
+        return pos + ", " + obj + tail;
       case 2:
-        return bg_noun + " with " + obj + " " + pos;
+        if (with_bg) return bg_noun + " with " + obj + " " + pos;
+        return obj + " " + pos;
       case 3:
-        return "there is " + obj + " " + pos + " " + bg_phrase;
-      case 4:
-        return "a picture of " + obj + " " + pos + " " + bg_phrase;
+        return "there is " + obj + " " + pos + tail;
+      case 4: {
+        static const std::vector<std::string> leads = {"a picture of ", "an image of ",
+                                                       "a drawing of ", "a simple drawing of "};
+        return rng.pick(leads) + obj + " " + pos + tail;
+      }
+      case 5:
+        return obj + ", " + pos + (with_bg ? ", " + bg_noun : "");
       default:
-        return obj + ", " + pos + ", " + bg_phrase;
+        return obj + ", " + pos + (with_bg ? ", " + bg_phrase : "");
     }
   }
   std::vector<std::string> parts;
@@ -253,12 +278,19 @@ std::string caption(const Scene& scene, Rng& rng) {
     parts.push_back(object_phrase(ob, rng) + " " + position_phrase(ob.position, rng));
   switch (rng.uniform(3)) {
     case 0:
-      return parts[0] + " and " + parts[1] + " " + bg_phrase;
+      return parts[0] + " and " + parts[1] + tail;
     case 1:
-      return bg_noun + " with " + parts[0] + " and " + parts[1];
+      if (with_bg) return bg_noun + " with " + parts[0] + " and " + parts[1];
+      return parts[0] + " and " + parts[1];
     default:
-      return "two shapes: " + parts[0] + ", " + parts[1] + ", " + bg_phrase;
+      return "two shapes: " + parts[0] + ", " + parts[1] + (with_bg ? ", " + bg_phrase : "");
   }
+}
+
+Scene described_scene(const Sample& sample) {
+  Scene s = sample.scene;
+  if (!sample.background_named) s.background = -1;
+  return s;
 }
 
 std::vector<uint8_t> render(const Scene& scene, int image_size) {
@@ -287,14 +319,21 @@ std::vector<uint8_t> render(const Scene& scene, int image_size) {
   return out;
 }
 
-Sample make_sample(const DatasetOptions& o, Split split, uint64_t index) {
+Rng sample_rng(const DatasetOptions& o, Split split, uint64_t index) {
   Rng seeder(o.seed ^ (split == Split::kTrain ? 0x5452414EULL : 0x48454C44ULL));
   const uint64_t base = seeder.next();
-  Rng rng(base + index * 0x9E3779B97F4A7C15ULL);
-  rng.next();
+  // The sample's stream starts at a hashed state: seeding with base + index * step (the
+  // generator's own increment) would make sample i+1's stream sample i's shifted by one draw,
+  // and rejection sampling then synchronises neighbours into identical scenes.
+  Rng mixer(base ^ (index * 0xD1B54A32D192ED03ULL));
+  return Rng(mixer.next());
+}
+
+Sample make_sample(const DatasetOptions& o, Split split, uint64_t index) {
+  Rng rng = sample_rng(o, split, index);
   Sample s;
   s.scene = sample_scene(rng, split, o);
-  s.caption = caption(s.scene, rng);
+  s.caption = caption(s.scene, rng, &s.background_named);
   s.rgb = render(s.scene, o.image_size);
   return s;
 }

@@ -32,6 +32,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 const char* kPrompt = "a photograph of an astronaut riding a horse";
+const char* kScenePrompt = "a small red circle in the top left corner on a white background";
 
 void sync(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
@@ -276,14 +277,21 @@ nlohmann::json run_bench(const BenchOptions& o,
   const int64_t h = height / f, w = width / f, b2 = 2 * o.batch;
   std::shared_ptr<const Tokenizer> tokenizer = load_tokenizer(o.tokenizer);
   Pipeline pipeline(model, tokenizer, device, dtype);
+  const std::string prompt =
+      !o.prompt.empty() ? o.prompt
+      : o.tokenizer.size() > 6 && o.tokenizer.compare(o.tokenizer.size() - 6, 6, ".model") == 0
+          ? kScenePrompt
+          : kPrompt;
+  // one chunk of the text encoder's positions (77 for CLIP, 32 for sdgen's own model)
+  const int64_t tokens = c.text.max_positions;
 
-  // 2. UNet step: CFG batch of 2 * batch latents, 77 context tokens
+  // 2. UNet step: CFG batch of 2 * batch latents, one chunk of context tokens
   const auto opts = torch::TensorOptions().device(device).dtype(dtype);
   auto gen = at::detail::createCPUGenerator(o.seed);
   auto x = torch::randn({b2, c.unet.in_channels, h, w}, gen).to(opts);
   if (o.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto t = torch::full({b2}, 500.0, torch::TensorOptions().device(device));
-  auto ctx = torch::randn({b2, 77, c.unet.context_dim}, gen).to(opts);
+  auto ctx = torch::randn({b2, tokens, c.unet.context_dim}, gen).to(opts);
   log("UNet step: " + std::to_string(o.warmup) + " warm-up, " + std::to_string(o.iters) + " timed");
   torch::Tensor eps;
   auto unet_times =
@@ -305,7 +313,10 @@ nlohmann::json run_bench(const BenchOptions& o,
   }
 
   // 3. text encoder, batch 2 (prompt and empty negative prompt)
-  auto ids_cond = pipeline.token_ids(kPrompt), ids_uncond = pipeline.token_ids("");
+  // (the first chunk of each: a long prompt would have more)
+  auto ids_cond = pipeline.token_ids(prompt), ids_uncond = pipeline.token_ids("");
+  ids_cond.resize(static_cast<size_t>(tokens));
+  ids_uncond.resize(static_cast<size_t>(tokens));
   auto ids =
       torch::stack({torch::tensor(ids_cond, torch::kLong), torch::tensor(ids_uncond, torch::kLong)})
           .to(device);
@@ -321,7 +332,7 @@ nlohmann::json run_bench(const BenchOptions& o,
   // 5. end to end: prompt -> PNG bytes, a fresh Pipeline each time (no cached prompt)
   std::vector<GenerationParams> params(o.batch);
   for (int i = 0; i < o.batch; ++i) {
-    params[i].prompt = kPrompt;
+    params[i].prompt = prompt;
     params[i].steps = o.steps;
     params[i].width = width;
     params[i].height = height;
@@ -331,7 +342,7 @@ nlohmann::json run_bench(const BenchOptions& o,
   bool use_graph = false;
   auto e2e = [&] {
     Pipeline p(model, tokenizer, device, dtype);
-    if (use_graph)  // the captured step where the shapes match (a short prompt: 77 tokens)
+    if (use_graph)  // the captured step where the shapes match (a prompt of one chunk)
       p.set_unet_runner(
           [&](const torch::Tensor& xi, const torch::Tensor& ti, const torch::Tensor& ci) {
             if (xi.sizes().equals(x.sizes()) && ci.sizes().equals(ctx.sizes()))
@@ -379,8 +390,8 @@ nlohmann::json run_bench(const BenchOptions& o,
 
   const double unet_ms = median(unet_times), text_ms = median(text_times),
                vae_ms = median(vae_times), e2e_ms = median(e2e_times);
-  const double uf = unet_flops(c.unet, b2, h, w, 77);
-  const double tf = text_encoder_flops(c.text, 2, 77);
+  const double uf = unet_flops(c.unet, b2, h, w, tokens);
+  const double tf = text_encoder_flops(c.text, 2, tokens);
   const double vf = vae_decoder_flops(c.vae, o.batch, h, w);
   auto tflops = [](double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
   const std::string card = device.is_cuda() ? cuda_device_name(device.index()) : cpu_model_name();
@@ -411,7 +422,7 @@ nlohmann::json run_bench(const BenchOptions& o,
                    {"seed", o.seed},
                    {"cfg_scale", params[0].cfg_scale},
                    {"sampler", params[0].sampler},
-                   {"prompt", kPrompt}};
+                   {"prompt", prompt}};
   r["params"] = {{"unet", count_params(*model.unet)},
                  {"text_encoder", count_params(model.text->module())},
                  {"vae", count_params(*model.vae)}};

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,26 +34,44 @@ Batch make_batch(const data::DatasetOptions& data, data::Split split, uint64_t f
 
 // Called every `log_every` steps with (step, mean loss since the last call, seconds so far).
 using LogFn = std::function<void(int, double, double)>;
+// Called every `save_every` steps of train_unet with (step, latent scale factor) while the
+// modules hold the averaged (EMA) weights, so a long run leaves usable checkpoints behind.
+using CheckpointFn = std::function<void(int, double)>;
 
 struct TrainOptions {
   int steps = 1000;
   int batch = 16;
   double lr = 1e-3;
   double weight_decay = 0.0;
-  int warmup = 50;         // linear warm-up steps
+  int warmup = 50;  // linear warm-up steps
+  // After warm-up the rate follows a half cosine from lr down to final_lr at the last step
+  // (NaN: final_lr = lr, a constant rate).
+  double final_lr = std::numeric_limits<double>::quiet_NaN();
   double grad_clip = 1.0;  // max global gradient norm (0: off)
   uint64_t seed = 0;
   int pool = 4096;  // training samples drawn from the data set (indices 0 .. pool-1)
   int log_every = 50;
+  int save_every = 0;  // train_unet: call the CheckpointFn every N steps (0: never)
   // VAE
   double kl_weight = 1e-4;  // on the mean KL per latent element
+  // Extra weight of the pixels that differ from the scene's background: objects cover 2-12% of
+  // an image, and an unweighted loss learns the backgrounds long before the objects' colours
+  // and outlines. The weights are normalised to mean 1 per batch.
+  double foreground_weight = 0;
   // UNet
   double caption_dropout = 0.1;  // captions replaced by "" (the CFG unconditional prompt)
+  // Min-SNR-gamma loss weights (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR
+  // Weighting Strategy"): each sample's MSE times min(SNR(t), gamma) / SNR(t), which stops the
+  // nearly clean, easy timesteps from dominating the gradient; 0: plain MSE.
+  double min_snr_gamma = 0;
   // Exponential moving average of the text encoder and UNet weights, which train_unet leaves in
   // the modules at the end (0: off). Its decay ramps up as min(ema, (1 + step) / (10 + step)).
   double ema = 0.999;
   torch::Device device = torch::kCPU;
 };
+
+// The learning rate of a step: linear warm-up, then constant or the half cosine to final_lr.
+double learning_rate(const TrainOptions& o, int step);
 
 struct TrainResult {
   std::vector<double> losses;  // one per step
@@ -78,7 +97,14 @@ TrainResult train_vae(AutoencoderKL& vae, const data::DatasetOptions& data, cons
 // weights.
 TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
                        const Tokenizer& tokenizer, const data::DatasetOptions& data,
-                       const TrainOptions& o, const LogFn& log = {});
+                       const TrainOptions& o, const LogFn& log = {},
+                       const CheckpointFn& checkpoint = {});
+
+// The UNet's loss: MSE of the noise prediction, per sample weighted min(SNR, gamma) / SNR
+// (SNR = acp / (1 - acp) of the sample's timestep) when min_snr_gamma > 0.
+// pred, noise: [B, C, H, W]; alphas_cumprod: [B], of each sample's timestep.
+torch::Tensor eps_loss(const torch::Tensor& pred, const torch::Tensor& noise,
+                       const torch::Tensor& alphas_cumprod, double min_snr_gamma);
 
 // The token ids of a caption as the text encoder sees it: [max_positions].
 std::vector<int64_t> caption_ids(const Tokenizer& tokenizer, const std::string& caption,

@@ -3,10 +3,13 @@
 //   tokenizer  train a SentencePiece model on the caption corpus (through libsdgen_spm.so)
 //   vae        train the AutoencoderKL (8x down, 4 latent channels) on the images
 //   unet       train the text encoder and UNet together on the VAE's latents
+//   eval       generate held-out scenes' captions with a model and score the images
 // Every step is seeded; checkpoints are safetensors with LDM names plus a config JSON beside
 // them, so `sdgen --model` loads the result. scripts/train-default-model.sh runs the recipe.
 #include <sys/stat.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,8 +17,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "evaluate.h"
 #include "sdgen/io/checkpoint.h"
 #include "sdgen/io/png.h"
+#include "sdgen/pipeline/threads.h"
 #include "sdgen/text/sentencepiece_tokenizer.h"
 #include "train.h"
 
@@ -86,8 +91,8 @@ int cmd_tokenizer(const Common& c, const std::string& prefix, int vocab, int cou
   std::vector<std::string> corpus;
   data::DatasetOptions d = c.data();
   for (int i = 0; i < count; ++i) {
-    // captions only: the scene is drawn, the image is not rendered
-    data::Rng rng(d.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i));
+    // the training split's captions; the scenes are drawn, the images not rendered
+    auto rng = data::sample_rng(d, data::Split::kTrain, static_cast<uint64_t>(i));
     const auto scene = data::sample_scene(rng, data::Split::kTrain, d);
     corpus.push_back(data::caption(scene, rng));
   }
@@ -156,33 +161,123 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
   std::cerr << "sdgen-train unet: text encoder " << train::count_parameters(*text)
             << " parameters, UNet " << train::count_parameters(*unet) << ", VAE "
             << train::count_parameters(*vae) << "\n";
-  const auto r = train::train_unet(text, unet, vae, *tokenizer, c.data(), o, logger("unet"));
-  config.vae.scale_factor = r.scale_factor;
-  make_parent(out);
-  train::save_checkpoint(out, &text, &unet, &vae, save_dtype(dtype),
-                         {{"sdgen_train", "unet"}, {"steps", std::to_string(o.steps)}});
-  // the config beside the checkpoint, and the tokenizer it names
+  // The checkpoint, its config JSON and the tokenizer it names, for the averaged weights now in
+  // the modules after `steps` steps; written at the end and every --save-every steps.
   const fs::path out_path(out);
-  const fs::path tok_dest = out_path.parent_path() / "tokenizer.model";
-  if (!fs::exists(tok_dest) || !fs::equivalent(tok_dest, tokenizer_path))
-    fs::copy_file(tokenizer_path, tok_dest, fs::copy_options::overwrite_existing);
-  nlohmann::json extra = {{"tokenizer", "tokenizer.model"},
-                          {"training",
-                           {{"steps", o.steps},
-                            {"batch", o.batch},
-                            {"lr", o.lr},
-                            {"seed", o.seed},
-                            {"pool", o.pool},
-                            {"image_size", c.image_size},
-                            {"caption_dropout", o.caption_dropout},
-                            {"ema", o.ema},
-                            {"final_loss", r.losses.empty() ? 0.0 : r.losses.back()},
-                            {"seconds", r.seconds}}}};
-  auto json_path = out_path;
-  json_path.replace_extension(".json");
-  train::save_config(json_path.string(), config, extra);
-  std::cerr << "sdgen-train unet: wrote " << out << " and " << json_path.string() << " after "
+  auto write_model = [&](int steps, double scale_factor, double final_loss, double seconds) {
+    config.vae.scale_factor = scale_factor;
+    make_parent(out);
+    train::save_checkpoint(out, &text, &unet, &vae, save_dtype(dtype),
+                           {{"sdgen_train", "unet"}, {"steps", std::to_string(steps)}});
+    const fs::path tok_dest = out_path.parent_path() / "tokenizer.model";
+    if (!fs::exists(tok_dest) || !fs::equivalent(tok_dest, tokenizer_path))
+      fs::copy_file(tokenizer_path, tok_dest, fs::copy_options::overwrite_existing);
+    nlohmann::json extra = {{"tokenizer", "tokenizer.model"},
+                            {"training",
+                             {{"steps", steps},
+                              {"batch", o.batch},
+                              {"lr", o.lr},
+                              {"final_lr", std::isnan(o.final_lr) ? o.lr : o.final_lr},
+                              {"warmup", o.warmup},
+                              {"seed", o.seed},
+                              {"pool", o.pool},
+                              {"image_size", c.image_size},
+                              {"caption_dropout", o.caption_dropout},
+                              {"min_snr_gamma", o.min_snr_gamma},
+                              {"ema", o.ema},
+                              {"final_loss", final_loss},
+                              {"seconds", seconds}}}};
+    auto json_path = out_path;
+    json_path.replace_extension(".json");
+    train::save_config(json_path.string(), config, extra);
+    return json_path.string();
+  };
+  std::vector<double> losses;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto log = logger("unet");
+  auto on_log = [&](int step, double loss, double seconds) {
+    losses.push_back(loss);
+    log(step, loss, seconds);
+  };
+  auto on_checkpoint = [&](int step, double scale_factor) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_model(step, scale_factor, losses.empty() ? 0.0 : losses.back(), seconds);
+    std::cerr << "sdgen-train unet: checkpoint at step " << step << " in " << out << "\n";
+  };
+  const auto r = train::train_unet(text, unet, vae, *tokenizer, c.data(), o, on_log, on_checkpoint);
+  const auto json_path =
+      write_model(o.steps, r.scale_factor, r.losses.empty() ? 0.0 : r.losses.back(), r.seconds);
+  std::cerr << "sdgen-train unet: wrote " << out << " and " << json_path << " after "
             << fmt(r.seconds, 1) << " s (latent scale factor " << fmt(r.scale_factor, 5) << ")\n";
+  return 0;
+}
+
+// Scores a model on held-out captions; writes report.json, items.tsv and grid.png to `out`.
+int cmd_eval(const Common& c, const std::string& model, std::string tokenizer_path,
+             const std::string& out, int grid_count, int columns, const train::EvalOptions& o,
+             torch::Device device) {
+  LoadOptions lo;
+  lo.model_path = model;
+  lo.device = device;
+  auto loaded = load_checkpoint(lo);
+  if (tokenizer_path.empty()) {
+    const auto dir = fs::path(model).parent_path();
+    tokenizer_path = (dir.empty() ? fs::path("tokenizer.model") : dir / "tokenizer.model").string();
+  }
+  auto d = c.data();
+  d.image_size = loaded.config.native_size;
+  Pipeline pipeline(std::move(loaded), load_tokenizer(tokenizer_path), device, torch::kFloat);
+  fs::create_directories(out);
+  std::ofstream items(out + "/items.tsv");
+  items << "index\tseed\tbackground\tobject\tfound\tcolour\tposition\tshape\tdetected\tprompt\n";
+  int done = 0;
+  auto progress = [&](const train::EvalItem& item) {
+    for (size_t k = 0; k < item.scene.objects.size(); ++k) {
+      const auto& s = item.score.objects[k];
+      const auto& want = item.scene.objects[k];
+      std::string detected = "-";
+      if (s.found)
+        detected =
+            std::string(data::object_colours()[static_cast<size_t>(s.detected.colour)].name) + " " +
+            data::shape_name(s.detected.shape) + " @ " + data::position_name(s.detected.position) +
+            " (iou " + fmt(s.detected.shape_iou, 2) + ")";
+      items << item.index << "\t" << item.seed << "\t" << item.score.background_ok << "\t"
+            << data::object_colours()[static_cast<size_t>(want.colour)].name << " "
+            << data::shape_name(want.shape) << " @ " << data::position_name(want.position) << "\t"
+            << s.found << "\t" << s.colour << "\t" << s.position << "\t" << s.shape << "\t"
+            << detected << "\t" << item.prompt << "\n";
+    }
+    if (++done % 20 == 0) std::cerr << "sdgen-train eval: " << done << "/" << o.count << "\n";
+  };
+  const auto report = train::evaluate(pipeline, d, o, progress);
+  std::ofstream(out + "/report.json") << report.to_json(o).dump(2) << "\n";
+  int w = 0, h = 0;
+  const auto grid = train::image_grid(report.items, grid_count, columns, d.image_size, &w, &h);
+  if (w > 0) write_png(out + "/grid.png", grid.data(), w, h);
+  std::cout << report.totals.summary() << " (" << fmt(report.seconds, 1) << " s)\n";
+  std::cerr << "sdgen-train eval: wrote report.json, items.tsv and grid.png to " << out << "\n";
+  return 0;
+}
+
+// Scores a VAE's reconstructions of the split's scenes; report.json and grid.png in `out`.
+int cmd_eval_vae(const Common& c, const std::string& vae_path, const std::string& config_path,
+                 const std::string& out, int grid_count, int columns, const train::EvalOptions& o) {
+  auto file = SafetensorsFile::open(vae_path);
+  const auto prefix = detect_vae_prefix(*file);
+  auto config = infer_vae_config(*file, prefix);
+  // what the shapes do not show (GroupNorm groups) from the config it was trained with
+  config.norm_groups = train::read_model_config(config_path).vae.norm_groups;
+  AutoencoderKL vae(config);
+  train::load_weights(*vae, vae_path, prefix);
+  vae->eval();
+  const auto report = train::evaluate_vae(vae, c.data(), o.split, o.first, o.count);
+  fs::create_directories(out);
+  std::ofstream(out + "/report.json") << report.to_json(o).dump(2) << "\n";
+  int w = 0, h = 0;
+  const auto grid = train::image_grid(report.items, grid_count, columns, c.image_size, &w, &h);
+  if (w > 0) write_png(out + "/grid.png", grid.data(), w, h);
+  std::cout << "VAE reconstructions: " << report.totals.summary() << "\n";
   return 0;
 }
 
@@ -192,6 +287,9 @@ void add_train_options(CLI::App* app, train::TrainOptions& o) {
   app->add_option("--lr", o.lr, "AdamW learning rate")->capture_default_str();
   app->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
   app->add_option("--warmup", o.warmup, "linear warm-up steps")->capture_default_str();
+  app->add_option("--final-lr", o.final_lr,
+                  "after warm-up the rate falls along a half cosine to this (default: --lr, "
+                  "constant)");
   app->add_option("--grad-clip", o.grad_clip, "max gradient norm (0: off)")->capture_default_str();
   app->add_option("--pool", o.pool, "training images (samples 0..N-1 of the train split)")
       ->capture_default_str();
@@ -207,7 +305,8 @@ int main(int argc, char** argv) {
   Common c;
   app.add_option("--seed", c.seed, "seed of the data set and the training")->capture_default_str();
   app.add_option("--image-size", c.image_size, "image side in pixels")->capture_default_str();
-  app.add_option("--threads", c.threads, "CPU threads (0: libtorch's default)");
+  app.add_option("--threads", c.threads,
+                 "CPU threads (0: OMP_NUM_THREADS when set, else every core)");
   std::string device = "cpu";
   app.add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_option("--two-objects", c.two_objects, "fraction of scenes with two objects")
@@ -244,6 +343,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp32", "fp16"}));
   vae_cmd->add_option("--kl-weight", vae_o.kl_weight, "weight of the mean KL")
       ->capture_default_str();
+  vae_cmd
+      ->add_option("--foreground-weight", vae_o.foreground_weight,
+                   "extra loss weight of the pixels off the background")
+      ->capture_default_str();
   add_train_options(vae_cmd, vae_o);
 
   auto* unet_cmd = app.add_subcommand("unet", "train text encoder + UNet on VAE latents");
@@ -259,13 +362,48 @@ int main(int argc, char** argv) {
       ->add_option("--caption-dropout", unet_o.caption_dropout,
                    "fraction of empty captions (classifier-free guidance)")
       ->capture_default_str();
+  unet_cmd
+      ->add_option("--min-snr", unet_o.min_snr_gamma,
+                   "min-SNR-gamma loss weighting (Hang et al. 2023; 5 is theirs; 0: plain MSE)")
+      ->capture_default_str();
   unet_cmd->add_option("--ema", unet_o.ema, "EMA decay of the saved weights (0: off)")
+      ->capture_default_str();
+  unet_cmd
+      ->add_option(
+          "--save-every", unet_o.save_every,
+          "also write the checkpoint (averaged weights) every N steps (0: only at the end)")
       ->capture_default_str();
   add_train_options(unet_cmd, unet_o);
 
+  auto* eval_cmd = app.add_subcommand("eval", "score a model's images of held-out captions");
+  train::EvalOptions eval_o;
+  std::string eval_model, eval_tokenizer, eval_out = "build-train/eval", eval_split = "heldout";
+  int grid_count = 40, grid_columns = 10;
+  std::string eval_vae;
+  eval_cmd->add_option("--model", eval_model, "model checkpoint (.safetensors)");
+  eval_cmd->add_option("--vae", eval_vae,
+                       "score this VAE's reconstructions of the scenes instead (no prompts)");
+  eval_cmd->add_option("--config", config_path, "model config JSON (with --vae: its vae part)")
+      ->default_str("scripts/default-model.json");
+  eval_cmd->add_option("--tokenizer", eval_tokenizer, "default: tokenizer.model beside the model");
+  eval_cmd->add_option("--out", eval_out, "folder for report.json, items.tsv, grid.png")
+      ->capture_default_str();
+  eval_cmd->add_option("--count", eval_o.count, "prompts")->capture_default_str();
+  eval_cmd->add_option("--first", eval_o.first, "first sample index")->capture_default_str();
+  eval_cmd->add_option("--split", eval_split, "heldout | train")
+      ->check(CLI::IsMember({"train", "heldout"}))
+      ->capture_default_str();
+  eval_cmd->add_option("--steps", eval_o.steps, "sampling steps")->capture_default_str();
+  eval_cmd->add_option("--cfg-scale", eval_o.cfg_scale, "guidance scale")->capture_default_str();
+  eval_cmd->add_option("--sampler", eval_o.sampler, "sampler")->capture_default_str();
+  eval_cmd->add_option("--scheduler", eval_o.scheduler, "schedule")->capture_default_str();
+  eval_cmd->add_option("--image-seed", eval_o.seed, "image i gets seed + i")->capture_default_str();
+  eval_cmd->add_option("--grid", grid_count, "images in grid.png")->capture_default_str();
+  eval_cmd->add_option("--columns", grid_columns, "grid columns")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
-    if (c.threads > 0) torch::set_num_threads(c.threads);
+    configure_cpu_threads(c.threads);
     vae_o.seed = unet_o.seed = c.seed;
     vae_o.device = unet_o.device = torch::Device(device);
     if (*data_cmd) return cmd_data(c, data_out, data_count, columns, split);
@@ -273,6 +411,16 @@ int main(int argc, char** argv) {
     if (*vae_cmd) return cmd_vae(c, config_path, out, init, dtype, vae_o);
     if (*unet_cmd)
       return cmd_unet(c, config_path, vae_path, tokenizer_path, out, init, dtype, unet_o);
+    if (*eval_cmd) {
+      eval_o.split = eval_split == "train" ? data::Split::kTrain : data::Split::kHeldOut;
+      if (config_path.empty()) config_path = "scripts/default-model.json";
+      if (eval_model.empty() == eval_vae.empty())
+        throw std::invalid_argument("eval: give --model (images from prompts) or --vae");
+      if (!eval_vae.empty())
+        return cmd_eval_vae(c, eval_vae, config_path, eval_out, grid_count, grid_columns, eval_o);
+      return cmd_eval(c, eval_model, eval_tokenizer, eval_out, grid_count, grid_columns, eval_o,
+                      torch::Device(device));
+    }
   } catch (const c10::Error& e) {
     std::cerr << "sdgen-train: error: " << e.what_without_backtrace() << "\n";
     return 1;

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <stdexcept>
 
@@ -17,9 +18,10 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Training images as uint8 [N, S, S, 3] (4x less memory than float) and their captions.
+// Training images as uint8 [N, S, S, 3] (4x less memory than float), their background
+// colours [N, 3] uint8 and their captions.
 struct Pool {
-  torch::Tensor rgb;
+  torch::Tensor rgb, background;
   std::vector<std::string> captions;
 };
 
@@ -28,10 +30,16 @@ Pool make_pool(const data::DatasetOptions& d, int count) {
   const int64_t s = d.image_size;
   Pool p;
   p.rgb = torch::empty({count, s, s, 3}, torch::kUInt8);
+  p.background = torch::empty({count, 3}, torch::kUInt8);
   auto* out = p.rgb.data_ptr<uint8_t>();
+  auto* bg = p.background.data_ptr<uint8_t>();
   for (int i = 0; i < count; ++i) {
     auto sample = data::make_sample(d, data::Split::kTrain, static_cast<uint64_t>(i));
     std::copy(sample.rgb.begin(), sample.rgb.end(), out + static_cast<int64_t>(i) * s * s * 3);
+    const auto c = data::background_colours()[static_cast<size_t>(sample.scene.background)].rgb;
+    bg[i * 3] = c.r;
+    bg[i * 3 + 1] = c.g;
+    bg[i * 3 + 2] = c.b;
     p.captions.push_back(std::move(sample.caption));
   }
   return p;
@@ -51,15 +59,11 @@ void set_lr(torch::optim::AdamW& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
-double lr_at(const TrainOptions& o, int step) {
-  return o.warmup > 0 && step < o.warmup ? o.lr * (step + 1) / o.warmup : o.lr;
-}
-
 // One optimiser step with warm-up and clipping; records the loss and logs.
 void finish_step(torch::optim::AdamW& opt, std::vector<torch::Tensor>& params,
                  const torch::Tensor& loss, const TrainOptions& o, int step, TrainResult& r,
                  double& running, Clock::time_point t0, const LogFn& log) {
-  set_lr(opt, lr_at(o, step));
+  set_lr(opt, learning_rate(o, step));
   opt.zero_grad();
   loss.backward();
   if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
@@ -78,6 +82,13 @@ void finish_step(torch::optim::AdamW& opt, std::vector<torch::Tensor>& params,
 }
 
 }  // namespace
+
+double learning_rate(const TrainOptions& o, int step) {
+  if (o.warmup > 0 && step < o.warmup) return o.lr * (step + 1) / o.warmup;
+  if (std::isnan(o.final_lr) || o.steps - 1 <= o.warmup) return o.lr;
+  const double progress = static_cast<double>(step - o.warmup) / (o.steps - 1 - o.warmup);
+  return o.final_lr + 0.5 * (o.lr - o.final_lr) * (1.0 + std::cos(M_PI * progress));
+}
 
 ModelConfig read_model_config(const std::string& path) {
   std::ifstream in(path);
@@ -110,6 +121,15 @@ std::vector<int64_t> caption_ids(const Tokenizer& tokenizer, const std::string& 
                                  int max_positions) {
   return frame_ids(tokenizer.encode(caption), tokenizer.bos_id(), tokenizer.eos_id(),
                    tokenizer.eos_id(), static_cast<size_t>(max_positions));
+}
+
+torch::Tensor eps_loss(const torch::Tensor& pred, const torch::Tensor& noise,
+                       const torch::Tensor& alphas_cumprod, double min_snr_gamma) {
+  if (min_snr_gamma <= 0) return torch::mse_loss(pred, noise);
+  // eps prediction: weight min(SNR, gamma) / SNR with SNR = acp / (1 - acp)
+  auto snr = alphas_cumprod / (1.0 - alphas_cumprod);
+  auto w = torch::clamp_max(snr, min_snr_gamma) / snr;
+  return ((pred - noise).pow(2).flatten(1).mean(1) * w).mean();
 }
 
 int64_t count_parameters(torch::nn::Module& m) {
@@ -145,6 +165,13 @@ TrainResult train_vae(AutoencoderKL& vae, const data::DatasetOptions& d, const T
     auto z = dist.mean + dist.std * torch::randn_like(dist.std);
     auto rec = vae->decode(z);
     auto diff = rec - x;
+    if (o.foreground_weight > 0) {
+      // pixels off the background (objects and their edges) weigh 1 + foreground_weight
+      auto bg = pool.background.index_select(0, idx).to(torch::kFloat).div(127.5).sub(1.0);
+      auto off = (x - bg.view({-1, 3, 1, 1}).to(o.device)).abs().amax(1, true).gt(2.0 / 127.5);
+      auto w = 1.0 + o.foreground_weight * off.to(torch::kFloat);
+      diff = diff * w / w.mean();
+    }
     auto kl = 0.5 * (dist.mean.pow(2) + dist.std.pow(2) - 1.0 - dist.logvar).mean();
     auto loss = diff.abs().mean() + diff.pow(2).mean() + o.kl_weight * kl;
     finish_step(opt, params, loss, o, step, r, running, t0, log);
@@ -156,7 +183,7 @@ TrainResult train_vae(AutoencoderKL& vae, const data::DatasetOptions& d, const T
 
 TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
                        const Tokenizer& tokenizer, const data::DatasetOptions& d,
-                       const TrainOptions& o, const LogFn& log) {
+                       const TrainOptions& o, const LogFn& log, const CheckpointFn& checkpoint) {
   torch::manual_seed(o.seed);
   const auto t0 = Clock::now();
   const Pool pool = make_pool(d, o.pool);
@@ -220,12 +247,27 @@ TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
     auto xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
     auto context = text->forward(batch_ids.to(o.device));
     auto pred = unet->forward(xt, t.to(torch::kFloat), context);
-    auto loss = torch::mse_loss(pred, noise);
+    auto loss = eps_loss(pred, noise, a.view({-1}), o.min_snr_gamma);
     finish_step(opt, params, loss, o, step, r, running, t0, log);
     if (!ema.empty()) {
       torch::NoGradGuard no_grad;
       const double decay = std::min(o.ema, (1.0 + step) / (10.0 + step));
       for (size_t i = 0; i < ema.size(); ++i) ema[i].mul_(decay).add_(params[i], 1.0 - decay);
+    }
+    if (checkpoint && o.save_every > 0 && (step + 1) % o.save_every == 0 && step + 1 < o.steps) {
+      // the averaged weights into the modules for the callback, then the live ones back
+      torch::NoGradGuard no_grad;
+      std::vector<torch::Tensor> live;
+      for (size_t i = 0; i < ema.size(); ++i) {
+        live.push_back(params[i].detach().clone());
+        params[i].copy_(ema[i]);
+      }
+      text->eval();
+      unet->eval();
+      checkpoint(step + 1, r.scale_factor);
+      text->train();
+      unet->train();
+      for (size_t i = 0; i < live.size(); ++i) params[i].copy_(live[i]);
     }
   }
   if (!ema.empty()) {

@@ -2,6 +2,7 @@
 // load_checkpoint and the pipeline renders an image of the right size with it.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <numeric>
 
@@ -38,6 +39,31 @@ data::DatasetOptions tiny_data() {
 ModelConfig tiny_config(const std::string& dir) {
   std::ofstream(dir + "/tiny.json") << kTinyConfig;
   return train::read_model_config(dir + "/tiny.json");
+}
+
+TEST(Training, LearningRateWarmsUpThenFollowsTheCosine) {
+  train::TrainOptions o;
+  o.lr = 1e-3;
+  o.warmup = 10;
+  o.steps = 111;                                       // decay over steps 10 .. 110
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 0), 1e-4);  // (step + 1) / warmup
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 9), 1e-3);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 50), 1e-3);  // constant without final_lr
+  o.final_lr = 1e-4;
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 10), 1e-3);      // the cosine starts at lr
+  EXPECT_NEAR(train::learning_rate(o, 60), 5.5e-4, 1e-15);  // halfway: the mean
+  EXPECT_NEAR(train::learning_rate(o, 35), 5.5e-4 + 4.5e-4 * std::cos(M_PI / 4), 1e-15);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 110), 1e-4);  // the last step
+}
+
+TEST(Training, MinSnrWeightsTheNoiseLoss) {
+  // two samples with squared errors 1 and 4 per element; acp 0.9 (SNR 9) and 0.2 (SNR 0.25)
+  auto noise = torch::zeros({2, 1, 2, 2});
+  auto pred = torch::cat({torch::ones({1, 1, 2, 2}), torch::full({1, 1, 2, 2}, 2.0)});
+  auto acp = torch::tensor({0.9, 0.2}, torch::kFloat);
+  EXPECT_NEAR(train::eps_loss(pred, noise, acp, 0).item<double>(), 2.5, 1e-6);
+  // gamma 5: weights 5/9 and 1 (SNR below gamma keeps its full weight)
+  EXPECT_NEAR(train::eps_loss(pred, noise, acp, 5).item<double>(), (5.0 / 9 + 4.0) / 2, 1e-6);
 }
 
 TEST(Training, BatchImagesAreScaled) {

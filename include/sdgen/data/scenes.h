@@ -55,7 +55,8 @@ struct SceneObject {
 };
 
 struct Scene {
-  int background = 0;                // index into background_colours()
+  // index into background_colours(); -1 in a scene a prompt describes: it names none
+  int background = 0;
   std::vector<SceneObject> objects;  // one or two, never overlapping
 };
 
@@ -71,7 +72,8 @@ struct DatasetOptions {
 struct Sample {
   Scene scene;
   std::string caption;
-  std::vector<uint8_t> rgb;  // image_size * image_size * 3, row-major
+  bool background_named = true;  // the caption names the background colour
+  std::vector<uint8_t> rgb;      // image_size * image_size * 3, row-major
 };
 
 // A small deterministic generator (splitmix64).
@@ -98,14 +100,21 @@ bool is_held_out(const Scene& scene);
 
 // A random scene of `split`, with drawn geometry for an image of `image_size` pixels.
 Scene sample_scene(Rng& rng, Split split, const DatasetOptions& o);
-// One of many phrasings of the scene in plain English (lower case).
-std::string caption(const Scene& scene, Rng& rng);
+// One of many phrasings of the scene in plain English (lower case). Some leave out the size
+// words, the articles or the background (then *names_background is set false), as people
+// write prompts.
+std::string caption(const Scene& scene, Rng& rng, bool* names_background = nullptr);
+// The scene as its caption describes it: the background -1 where the caption names none.
+Scene described_scene(const Sample& sample);
 // The scene anti-aliased (4x4 supersampling per pixel).
 std::vector<uint8_t> render(const Scene& scene, int image_size);
 // Whether the point (x, y) in pixels lies inside the object.
 bool inside(const SceneObject& o, double x, double y);
 
-// Sample `index` of the split: its own generator seeded from (o.seed, split, index).
+// The generator of sample `index` of a split: seeded from a hash of (o.seed, split, index), so
+// samples' streams are unrelated.
+Rng sample_rng(const DatasetOptions& o, Split split, uint64_t index);
+// Sample `index` of the split: scene, then caption, from sample_rng(o, split, index).
 Sample make_sample(const DatasetOptions& o, Split split, uint64_t index);
 
 // Pixel centre of a grid position for an image of `image_size` pixels.

@@ -40,6 +40,9 @@ struct BenchOptions {
   std::string dtype = "fp32";  // fp32 | fp16 | bf16
   int width = 0, height = 0;   // 0: the architecture's native size
   int steps = 30;
+  // The end-to-end prompt; empty: a photographic prompt of one chunk for CLIP models, a scene
+  // of the data set for sdgen's own (SentencePiece) model.
+  std::string prompt;
   int batch = 1;  // images; the UNet step runs 2 * batch latents (CFG)
   int warmup = 2, iters = 10;
   int e2e_iters = 0;  // 0: min(iters, 3)
