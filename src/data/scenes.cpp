@@ -126,7 +126,9 @@ std::string article(const std::string& word) {
   return std::string("aeiou").find(word[0]) != std::string::npos ? "an " : "a ";
 }
 
-std::string object_phrase(const SceneObject& ob, Rng& rng) {
+// The object as a noun phrase; `mention` may leave out its colour or shape ("a small shape").
+// Draws the same numbers from `rng` whatever it leaves out.
+std::string object_phrase(const SceneObject& ob, Rng& rng, Mention mention = Mention::kAll) {
   static const std::vector<std::vector<std::string>> sizes = {
       {"small", "little", "tiny"},
       {"medium", "medium-sized", "mid-sized"},
@@ -137,26 +139,30 @@ std::string object_phrase(const SceneObject& ob, Rng& rng) {
                                                                {"diamond", "diamond", "rhombus"},
                                                                {"star"}};
   const std::string size = rng.pick(sizes[static_cast<size_t>(ob.size)]);
-  const std::string colour = object_colours()[static_cast<size_t>(ob.colour)].name;
   const std::string shape = rng.pick(shapes[static_cast<size_t>(ob.shape)]);
+  const bool with_colour = mention == Mention::kAll || mention == Mention::kNoShape;
+  const bool with_shape = mention == Mention::kAll || mention == Mention::kNoColour;
+  const std::string noun =
+      (with_colour ? std::string(object_colours()[static_cast<size_t>(ob.colour)].name) + " "
+                   : "") +
+      (with_shape ? shape : "shape");
   // "a small red circle"; now and then "a red circle of small size", "a red circle" (no
   // size: the model picks one) or "red circle" (no article, as prompts are often written)
   switch (rng.uniform(12)) {
     case 0:
     case 1:
       if (ob.size != Size::kMedium)
-        return article(colour) + colour + " " + shape + " of " +
-               sizes[static_cast<size_t>(ob.size)][0] + " size";
+        return article(noun) + noun + " of " + sizes[static_cast<size_t>(ob.size)][0] + " size";
       break;
     case 2:
     case 3:
-      return article(colour) + colour + " " + shape;
+      return article(noun) + noun;
     case 4:
-      return colour + " " + shape;
+      return noun;
     default:
       break;
   }
-  return article(size) + size + " " + colour + " " + shape;
+  return article(size) + size + " " + noun;
 }
 
 std::string position_phrase(Position p, Rng& rng) {
@@ -236,7 +242,7 @@ Scene sample_scene(Rng& rng, Split split, const DatasetOptions& o) {
   return s;
 }
 
-std::string caption(const Scene& scene, Rng& rng, bool* names_background) {
+std::string caption(const Scene& scene, Rng& rng, bool* names_background, Mention mention) {
   const std::string bg = colour_word(scene.background, rng);
   static const std::vector<std::string> bg_forms = {
       "on a {} background",   "against a {} background",  "on {}",
@@ -250,7 +256,7 @@ std::string caption(const Scene& scene, Rng& rng, bool* names_background) {
   const std::string tail = with_bg ? " " + bg_phrase : "";
   if (scene.objects.size() == 1) {
     // the object phrase is followed by its position; some forms lead with the position
-    const std::string obj = object_phrase(scene.objects[0], rng);
+    const std::string obj = object_phrase(scene.objects[0], rng, mention);
     const std::string pos = position_phrase(scene.objects[0].position, rng);
     switch (rng.uniform(7)) {
       case 0:

@@ -59,7 +59,13 @@ struct TrainOptions {
   // and outlines. The weights are normalised to mean 1 per batch.
   double foreground_weight = 0;
   // UNet
+  double scale_factor = 0;       // latent scale; 0: 1 / std of the pool's VAE latents
   double caption_dropout = 0.1;  // captions replaced by "" (the CFG unconditional prompt)
+  // The fraction of one-object training scenes whose caption leaves out the object's colour,
+  // its shape or both ("a small shape in the top left corner"): words for each attribute are
+  // then learnt on their own, not only as part of the colour x shape x position combinations
+  // the training split shows, which helps the held-out combinations.
+  double partial_captions = 0;
   // Min-SNR-gamma loss weights (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR
   // Weighting Strategy"): each sample's MSE times min(SNR(t), gamma) / SNR(t), which stops the
   // nearly clean, easy timesteps from dominating the gradient; 0: plain MSE.
@@ -77,6 +83,9 @@ struct TrainResult {
   std::vector<double> losses;  // one per step
   double seconds = 0;
   double scale_factor = 0;  // UNet training: 1 / std of the VAE latents it used
+  // UNet training: pool captions longer than the text encoder's positions minus BOS and EOS,
+  // cut at that length (their ends never trained: raise text_encoder.max_positions).
+  int cut_captions = 0;
 };
 
 // Prepares a freshly initialised VAE for training: the log-variance half of quant_conv starts
@@ -121,6 +130,11 @@ void save_config(const std::string& path, const ModelConfig& config,
                  const nlohmann::json& extra = nlohmann::json::object());
 // Loads `module` from a file's tensors under `prefix` (strict; throws on any mismatch).
 void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix);
+// The text encoder of a checkpoint whose position embedding has `saved_positions` rows: loaded
+// as load_weights does, or, when the model has more positions (a continued run for longer
+// captions), the saved rows into the first ones and the rest left as initialised.
+void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix,
+                       int saved_positions);
 
 int64_t count_parameters(torch::nn::Module& m);
 

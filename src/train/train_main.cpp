@@ -154,9 +154,24 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
   torch::manual_seed(o.seed);
   ClipTextModel text(config.text);
   UNetModel unet(config.unet);
+  // A continued run keeps the latent scale its starting point was trained with (the config
+  // JSON beside it) and records that run's settings under "training"."previous".
+  train::TrainOptions opts = o;
+  nlohmann::json previous;
   if (!init.empty()) {
-    train::load_weights(*text, init, kClipPrefix);
+    auto init_json = fs::path(init).replace_extension(".json");
+    if (!fs::exists(init_json))
+      throw std::runtime_error(init + ": its config " + init_json.string() +
+                               " (with vae.scale_factor) is missing; a continued run needs the "
+                               "latent scale the model was trained with");
+    const auto j = nlohmann::json::parse(std::ifstream(init_json));
+    const int init_positions = j.at("text_encoder").at("max_positions").get<int>();
+    train::load_text_encoder(text, init, kClipPrefix, init_positions);
     train::load_weights(*unet, init, kUNetPrefix);
+    opts.scale_factor = j.at("vae").at("scale_factor").get<double>();
+    if (j.contains("training")) previous = j["training"];
+    std::cerr << "sdgen-train unet: continuing " << init << " (latent scale factor "
+              << fmt(opts.scale_factor, 5) << ")\n";
   }
   std::cerr << "sdgen-train unet: text encoder " << train::count_parameters(*text)
             << " parameters, UNet " << train::count_parameters(*unet) << ", VAE "
@@ -182,11 +197,15 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
                               {"seed", o.seed},
                               {"pool", o.pool},
                               {"image_size", c.image_size},
+                              {"two_objects", c.two_objects},
                               {"caption_dropout", o.caption_dropout},
                               {"min_snr_gamma", o.min_snr_gamma},
+                              {"partial_captions", o.partial_captions},
                               {"ema", o.ema},
                               {"final_loss", final_loss},
                               {"seconds", seconds}}}};
+    if (!init.empty()) extra["training"]["init"] = init;
+    if (!previous.is_null()) extra["training"]["previous"] = previous;
     auto json_path = out_path;
     json_path.replace_extension(".json");
     train::save_config(json_path.string(), config, extra);
@@ -205,11 +224,19 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
     write_model(step, scale_factor, losses.empty() ? 0.0 : losses.back(), seconds);
     std::cerr << "sdgen-train unet: checkpoint at step " << step << " in " << out << "\n";
   };
-  const auto r = train::train_unet(text, unet, vae, *tokenizer, c.data(), o, on_log, on_checkpoint);
+  const auto r =
+      train::train_unet(text, unet, vae, *tokenizer, c.data(), opts, on_log, on_checkpoint);
   const auto json_path =
       write_model(o.steps, r.scale_factor, r.losses.empty() ? 0.0 : r.losses.back(), r.seconds);
   std::cerr << "sdgen-train unet: wrote " << out << " and " << json_path << " after "
             << fmt(r.seconds, 1) << " s (latent scale factor " << fmt(r.scale_factor, 5) << ")\n";
+  if (r.cut_captions > 0)
+    std::cerr << "sdgen-train unet: warning: " << r.cut_captions << " of " << o.pool
+              << " training captions were longer than the text encoder's "
+              << config.text.max_positions - 2
+              << " pieces and were cut (their ends never trained); raise "
+                 "text_encoder.max_positions in "
+              << config_path << "\n";
   return 0;
 }
 
@@ -361,6 +388,10 @@ int main(int argc, char** argv) {
   unet_cmd
       ->add_option("--caption-dropout", unet_o.caption_dropout,
                    "fraction of empty captions (classifier-free guidance)")
+      ->capture_default_str();
+  unet_cmd
+      ->add_option("--partial-captions", unet_o.partial_captions,
+                   "fraction of one-object captions without the colour, the shape or both")
       ->capture_default_str();
   unet_cmd
       ->add_option("--min-snr", unet_o.min_snr_gamma,

@@ -25,7 +25,9 @@ struct Pool {
   std::vector<std::string> captions;
 };
 
-Pool make_pool(const data::DatasetOptions& d, int count) {
+// Samples 0 .. count-1 of the training split; a fraction `partial_captions` of the one-object
+// scenes get a caption that leaves out the object's colour, shape or both (data::Mention).
+Pool make_pool(const data::DatasetOptions& d, int count, double partial_captions = 0) {
   if (count <= 0) throw std::invalid_argument("the training pool must hold at least one image");
   const int64_t s = d.image_size;
   Pool p;
@@ -40,6 +42,13 @@ Pool make_pool(const data::DatasetOptions& d, int count) {
     bg[i * 3] = c.r;
     bg[i * 3 + 1] = c.g;
     bg[i * 3 + 2] = c.b;
+    if (partial_captions > 0 && sample.scene.objects.size() == 1) {
+      data::Rng rng(data::sample_rng(d, data::Split::kTrain, static_cast<uint64_t>(i)).next() ^
+                    0x7061727469616CULL);
+      if (rng.uniform01() < partial_captions)
+        sample.caption = data::caption(sample.scene, rng, nullptr,
+                                       static_cast<data::Mention>(1 + rng.uniform(3)));
+    }
     p.captions.push_back(std::move(sample.caption));
   }
   return p;
@@ -186,7 +195,7 @@ TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
                        const TrainOptions& o, const LogFn& log, const CheckpointFn& checkpoint) {
   torch::manual_seed(o.seed);
   const auto t0 = Clock::now();
-  const Pool pool = make_pool(d, o.pool);
+  const Pool pool = make_pool(d, o.pool, o.partial_captions);
   const int positions = text->config().max_positions;
   if (static_cast<int64_t>(tokenizer.vocab_size()) > text->config().vocab_size)
     throw std::invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
@@ -207,11 +216,12 @@ TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
     latents = torch::cat(parts);
   }
   TrainResult r;
-  r.scale_factor = 1.0 / latents.std().item<double>();
+  r.scale_factor = o.scale_factor > 0 ? o.scale_factor : 1.0 / latents.std().item<double>();
   latents = latents * r.scale_factor;
 
   std::vector<int64_t> all_ids;
   for (const auto& c : pool.captions) {
+    if (tokenizer.encode(c).size() + 2 > static_cast<size_t>(positions)) ++r.cut_captions;
     const auto ids = caption_ids(tokenizer, c, positions);
     all_ids.insert(all_ids.end(), ids.begin(), ids.end());
   }
@@ -313,6 +323,33 @@ void load_weights(torch::nn::Module& module, const std::string& path, const std:
   LoadReport report;
   load_module(module, file, prefix, torch::kCPU, torch::kFloat, report);
   if (!report.ok()) throw std::runtime_error(report.message(path));
+}
+
+void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix,
+                       int saved_positions) {
+  const int positions = text->config().max_positions;
+  if (saved_positions == positions) return load_weights(*text, path, prefix);
+  if (saved_positions > positions)
+    throw std::runtime_error(path + ": its text encoder has " + std::to_string(saved_positions) +
+                             " positions, more than the " + std::to_string(positions) +
+                             " of the config; captions would be cut shorter than it was "
+                             "trained on: raise text_encoder.max_positions to at least " +
+                             std::to_string(saved_positions));
+  // Load strictly into a model of the saved shape, then copy: the new positions keep their
+  // fresh initialisation and are learnt from the captions that reach them.
+  auto saved_config = text->config();
+  saved_config.max_positions = saved_positions;
+  ClipTextModel saved(saved_config);
+  load_weights(*saved, path, prefix);
+  torch::NoGradGuard no_grad;
+  auto dst = text->named_parameters();
+  for (const auto& kv : saved->named_parameters()) {
+    auto& d = dst[kv.key()];
+    if (d.sizes() == kv.value().sizes())
+      d.copy_(kv.value());
+    else  // the position embedding: [saved_positions, width] into [positions, width]
+      d.narrow(0, 0, kv.value().size(0)).copy_(kv.value());
+  }
 }
 
 }  // namespace sdgen::train

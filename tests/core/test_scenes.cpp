@@ -142,6 +142,43 @@ TEST(Scenes, CaptionsNameEveryObject) {
   EXPECT_LT(no_size_word, 120);
 }
 
+// Partial captions (training-time attribute dropout) leave out exactly what they say, and draw
+// the same random numbers as the full caption, so they do not shift anything drawn after them.
+TEST(Scenes, PartialCaptionsLeaveOutColourOrShape) {
+  DatasetOptions o;
+  o.two_object_fraction = 0;
+  const char* shape_words[][3] = {{"circle", "disk", "circle"},
+                                  {"square", "square", "square"},
+                                  {"triangle", "triangle", "triangle"},
+                                  {"diamond", "rhombus", "diamond"},
+                                  {"star", "star", "star"}};
+  for (uint64_t i = 0; i < 60; ++i) {
+    const auto scene = make_sample(o, Split::kTrain, i).scene;
+    const auto& ob = scene.objects[0];
+    const std::string colour = object_colours()[static_cast<size_t>(ob.colour)].name;
+    auto has_shape_word = [&](const std::string& c) {
+      for (const char* w : shape_words[static_cast<int>(ob.shape)])
+        if (c.find(w) != std::string::npos) return true;
+      return false;
+    };
+    std::vector<uint64_t> next;
+    for (auto m : {Mention::kAll, Mention::kNoColour, Mention::kNoShape, Mention::kNoColourShape}) {
+      Rng rng(1000 + i);
+      const auto c = caption(scene, rng, nullptr, m);
+      next.push_back(rng.next());
+      const bool colour_named = c.find(colour) != std::string::npos;
+      EXPECT_EQ(colour_named, m == Mention::kAll || m == Mention::kNoShape) << c;
+      EXPECT_EQ(has_shape_word(c), m == Mention::kAll || m == Mention::kNoColour) << c;
+      if (m == Mention::kNoShape || m == Mention::kNoColourShape) {
+        EXPECT_NE(c.find("shape"), std::string::npos) << c;
+      }
+    }
+    EXPECT_EQ(next[1], next[0]);
+    EXPECT_EQ(next[2], next[0]);
+    EXPECT_EQ(next[3], next[0]);
+  }
+}
+
 TEST(Scenes, HeldOutSplitIsDisjoint) {
   using Combo = std::tuple<int, int, int>;
   std::set<Combo> train, held;

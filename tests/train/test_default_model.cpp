@@ -24,7 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kDir = SDGEN_SOURCE_DIR "/models/default";
-constexpr double kColourFloor = 0.9, kPositionFloor = 0.8, kShapeFloor = 0.7,
+constexpr double kColourFloor = 0.93, kPositionFloor = 0.93, kShapeFloor = 0.9,
                  kBackgroundFloor = 0.9;
 
 TEST(DefaultModel, ShipsWeightsConfigTokenizerAndCard) {

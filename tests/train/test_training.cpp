@@ -108,6 +108,50 @@ TEST(Training, VaeReconstructionImproves) {
   for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(r2.losses[i], r.losses[i]);
 }
 
+// A continued run that widens the text encoder (sdgen-train unet --init with more positions in
+// the config): every saved tensor comes back exactly, the saved position rows into the first
+// rows, the new rows as initialised; fewer positions than saved is an error naming both.
+TEST(Training, TextEncoderLoadsIntoMorePositions) {
+  const auto dir = testing::temp_dir("widen");
+  const auto config = tiny_config(dir);
+  const int64_t n = config.text.max_positions;
+  torch::manual_seed(0);
+  ClipTextModel saved(config.text);
+  const std::string path = dir + "/text.safetensors";
+  train::save_checkpoint(path, &saved, nullptr, nullptr, torch::kFloat);
+
+  auto wide_config = config.text;
+  wide_config.max_positions = static_cast<int>(2 * n);
+  ClipTextModel wide(wide_config);
+  const std::string pos = "embeddings.position_embedding.weight";
+  const auto fresh = wide->named_parameters()[pos].clone();
+  train::load_text_encoder(wide, path, kClipPrefix, static_cast<int>(n));
+  auto loaded = wide->named_parameters();
+  for (const auto& kv : saved->named_parameters()) {
+    const auto& t = loaded[kv.key()];
+    if (kv.key() == pos) {
+      ASSERT_EQ(t.size(0), 2 * n);
+      EXPECT_TRUE(torch::equal(t.narrow(0, 0, n), kv.value()));
+      EXPECT_TRUE(torch::equal(t.narrow(0, n, n), fresh.narrow(0, n, n)));
+    } else {
+      EXPECT_TRUE(torch::equal(t, kv.value())) << kv.key();
+    }
+  }
+
+  auto short_config = config.text;
+  short_config.max_positions = static_cast<int>(n / 2);
+  ClipTextModel short_text(short_config);
+  try {
+    train::load_text_encoder(short_text, path, kClipPrefix, static_cast<int>(n));
+    FAIL() << "loaded " << n << " positions into " << n / 2;
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(path), std::string::npos) << m;
+    EXPECT_NE(m.find(std::to_string(n) + " positions"), std::string::npos) << m;
+    EXPECT_NE(m.find("max_positions"), std::string::npos) << m;
+  }
+}
+
 TEST(Training, UNetLossFallsAndTheCheckpointRendersThroughThePipeline) {
   const auto dir = testing::temp_dir("unet");
   SDGEN_REQUIRE_SPM();
@@ -128,6 +172,14 @@ TEST(Training, UNetLossFallsAndTheCheckpointRendersThroughThePipeline) {
   ASSERT_EQ(r.losses.size(), 40u);
   EXPECT_LT(mean(r.losses, 30, 10), 0.8 * mean(r.losses, 0, 10));
   EXPECT_GT(r.scale_factor, 0);
+  // captions that do not fit the text encoder's positions are counted (and cut)
+  int cut = 0;
+  for (int i = 0; i < o.pool; ++i) {
+    const auto caption = data::make_sample(tiny_data(), data::Split::kTrain, i).caption;
+    if (tok->encode(caption).size() + 2 > static_cast<size_t>(config.text.max_positions)) ++cut;
+  }
+  EXPECT_GT(cut, 0);  // 24 positions: about half the captions of the small tokenizer
+  EXPECT_EQ(r.cut_captions, cut);
   config.vae.scale_factor = r.scale_factor;
 
   // a checkpoint in the LDM layout with its config beside it

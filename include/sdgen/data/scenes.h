@@ -100,10 +100,17 @@ bool is_held_out(const Scene& scene);
 
 // A random scene of `split`, with drawn geometry for an image of `image_size` pixels.
 Scene sample_scene(Rng& rng, Split split, const DatasetOptions& o);
+// What a caption says of a one-object scene's object: everything, or (to train each attribute
+// from its own words, independent of the others) all but its colour, its shape or both: "a
+// small circle ...", "a small red shape ...", "a small shape in the top left corner".
+enum class Mention { kAll, kNoColour, kNoShape, kNoColourShape };
+
 // One of many phrasings of the scene in plain English (lower case). Some leave out the size
 // words, the articles or the background (then *names_background is set false), as people
-// write prompts.
-std::string caption(const Scene& scene, Rng& rng, bool* names_background = nullptr);
+// write prompts. `mention` applies to one-object scenes (two objects are always named fully);
+// whatever it leaves out, the same numbers are drawn from `rng`.
+std::string caption(const Scene& scene, Rng& rng, bool* names_background = nullptr,
+                    Mention mention = Mention::kAll);
 // The scene as its caption describes it: the background -1 where the caption names none.
 Scene described_scene(const Sample& sample);
 // The scene anti-aliased (4x4 supersampling per pixel).
