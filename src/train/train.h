@@ -115,9 +115,10 @@ TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
 torch::Tensor eps_loss(const torch::Tensor& pred, const torch::Tensor& noise,
                        const torch::Tensor& alphas_cumprod, double min_snr_gamma);
 
-// The token ids of a caption as the text encoder sees it: [max_positions].
+// The token ids of a caption as the text encoder sees it: [max_positions]. *cut (when given)
+// says whether the caption was longer than max_positions - 2 pieces and lost its end.
 std::vector<int64_t> caption_ids(const Tokenizer& tokenizer, const std::string& caption,
-                                 int max_positions);
+                                 int max_positions, bool* cut = nullptr);
 
 // LDM names: cond_stage_model.transformer.text_model.*, model.diffusion_model.*,
 // first_stage_model.*. Any module may be null (not written). `dtype`: kFloat or kHalf.
@@ -130,11 +131,10 @@ void save_config(const std::string& path, const ModelConfig& config,
                  const nlohmann::json& extra = nlohmann::json::object());
 // Loads `module` from a file's tensors under `prefix` (strict; throws on any mismatch).
 void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix);
-// The text encoder of a checkpoint whose position embedding has `saved_positions` rows: loaded
-// as load_weights does, or, when the model has more positions (a continued run for longer
-// captions), the saved rows into the first ones and the rest left as initialised.
-void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix,
-                       int saved_positions);
+// A checkpoint's text encoder: loaded as load_weights does, or, when `text` has more positions
+// than the checkpoint's position embedding (a continued run for longer captions), the saved
+// rows into the first ones and the rest left as initialised.
+void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix);
 
 int64_t count_parameters(torch::nn::Module& m);
 

@@ -165,8 +165,7 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
                                " (with vae.scale_factor) is missing; a continued run needs the "
                                "latent scale the model was trained with");
     const auto j = nlohmann::json::parse(std::ifstream(init_json));
-    const int init_positions = j.at("text_encoder").at("max_positions").get<int>();
-    train::load_text_encoder(text, init, kClipPrefix, init_positions);
+    train::load_text_encoder(text, init, kClipPrefix);
     train::load_weights(*unet, init, kUNetPrefix);
     opts.scale_factor = j.at("vae").at("scale_factor").get<double>();
     if (j.contains("training")) previous = j["training"];

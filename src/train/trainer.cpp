@@ -127,9 +127,11 @@ Batch make_batch(const data::DatasetOptions& d, data::Split split, uint64_t firs
 }
 
 std::vector<int64_t> caption_ids(const Tokenizer& tokenizer, const std::string& caption,
-                                 int max_positions) {
-  return frame_ids(tokenizer.encode(caption), tokenizer.bos_id(), tokenizer.eos_id(),
-                   tokenizer.eos_id(), static_cast<size_t>(max_positions));
+                                 int max_positions, bool* cut) {
+  const auto pieces = tokenizer.encode(caption);
+  if (cut) *cut = pieces.size() + 2 > static_cast<size_t>(max_positions);
+  return frame_ids(pieces, tokenizer.bos_id(), tokenizer.eos_id(), tokenizer.eos_id(),
+                   static_cast<size_t>(max_positions));
 }
 
 torch::Tensor eps_loss(const torch::Tensor& pred, const torch::Tensor& noise,
@@ -221,8 +223,9 @@ TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
 
   std::vector<int64_t> all_ids;
   for (const auto& c : pool.captions) {
-    if (tokenizer.encode(c).size() + 2 > static_cast<size_t>(positions)) ++r.cut_captions;
-    const auto ids = caption_ids(tokenizer, c, positions);
+    bool cut = false;
+    const auto ids = caption_ids(tokenizer, c, positions, &cut);
+    r.cut_captions += cut;
     all_ids.insert(all_ids.end(), ids.begin(), ids.end());
   }
   const auto ids = torch::tensor(all_ids, torch::kLong).view({o.pool, positions});
@@ -318,17 +321,28 @@ void save_config(const std::string& path, const ModelConfig& config, const nlohm
   if (!out) throw std::runtime_error(path + ": write failed");
 }
 
-void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix) {
-  auto file = SafetensorsFile::open(path);
+namespace {
+void load_strict(torch::nn::Module& module, const std::shared_ptr<SafetensorsFile>& file,
+                 const std::string& path, const std::string& prefix) {
   LoadReport report;
   load_module(module, file, prefix, torch::kCPU, torch::kFloat, report);
   if (!report.ok()) throw std::runtime_error(report.message(path));
 }
+}  // namespace
 
-void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix,
-                       int saved_positions) {
+void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix) {
+  load_strict(module, SafetensorsFile::open(path), path, prefix);
+}
+
+void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix) {
+  const auto file = SafetensorsFile::open(path);
   const int positions = text->config().max_positions;
-  if (saved_positions == positions) return load_weights(*text, path, prefix);
+  // the checkpoint's own count; without the tensor, the strict load reports it missing
+  const auto* saved_embedding = file->find(prefix + "embeddings.position_embedding.weight");
+  if (!saved_embedding || saved_embedding->shape.size() != 2 ||
+      saved_embedding->shape[0] == positions)
+    return load_strict(*text, file, path, prefix);
+  const int saved_positions = static_cast<int>(saved_embedding->shape[0]);
   if (saved_positions > positions)
     throw std::runtime_error(path + ": its text encoder has " + std::to_string(saved_positions) +
                              " positions, more than the " + std::to_string(positions) +
@@ -340,7 +354,7 @@ void load_text_encoder(ClipTextModel& text, const std::string& path, const std::
   auto saved_config = text->config();
   saved_config.max_positions = saved_positions;
   ClipTextModel saved(saved_config);
-  load_weights(*saved, path, prefix);
+  load_strict(*saved, file, path, prefix);
   torch::NoGradGuard no_grad;
   auto dst = text->named_parameters();
   for (const auto& kv : saved->named_parameters()) {
