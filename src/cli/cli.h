@@ -1,11 +1,13 @@
 // Pieces of the sdgen command line shared by its files: options, usage errors, job lists.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "sdgen/pipeline/pipeline.h"
+#include "sdgen/job/params.h"
+#include "sdgen/loading/model_loader.h"
 
 namespace sdgen::cli {
 
@@ -14,19 +16,18 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The run's options; the job parameters (job/params.h) are the defaults of every line.
 struct CliOptions {
-  std::string model, tokenizer, vae, model_config, device, devices, dtype, size;
-  std::string output = "outputs/{index:05}-{seed}.png";
+  std::string model, tokenizer, vae, model_config, device, devices, dtype;
   std::string prompt_file, prompt_format, shard;
-  GenerationParams params;  // defaults of every job
-  int64_t seed = -1;
-  int batch_count = 1, batch_size = 1;
+  JobParams job;
+  int batch_size = 1;
   int threads = 0;  // CPU threads (0: OMP_NUM_THREADS, else every core)
   bool overwrite = false, quiet = false, json = false, list_samplers = false;
-  bool scheduler_given = false;  // --scheduler on the command line (vs an A1111 sampler label)
+  LoadOptions load_options() const;  // model, vae, config and --prediction (not the device)
 };
 
-// One image to make: the expanded list is prompt x batch_count in file order, so indices and
+// One image to make: the expanded list is lines x batch_count in file order, so indices and
 // seeds do not depend on sharding or batch size.
 struct Job {
   uint64_t index = 0;
@@ -35,17 +36,18 @@ struct Job {
   std::string output;
 };
 
-// The jobs of a run from the command line and the prompt file, every line validated (errors
-// name the file and line) before any model is loaded. Random seeds (-1) are drawn here, one
-// per prompt, and reported through `log`.
-std::vector<Job> build_jobs(const CliOptions& o,
+// The jobs of a run from the command line and the prompt file, every line checked against the
+// model's limits (errors name the file and line) before any weight is loaded. Random seeds are
+// drawn here, one per line, and reported through `log`.
+std::vector<Job> build_jobs(const CliOptions& o, const ModelLimits& limits,
                             const std::function<void(const std::string&)>& log);
 
-// Runs the jobs (those of this shard) and returns the exit status: 0 when every job was
-// written or skipped, 1 when some failed, 130 when interrupted by SIGINT/SIGTERM.
-int run_jobs(const CliOptions& o, const std::vector<Job>& jobs);
+// Runs the jobs (those of this shard) of the model `info` describes and returns the exit
+// status: 0 when every job was written or skipped, 1 when some failed, 130 when interrupted by
+// SIGINT/SIGTERM.
+int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>& jobs);
 
-// Where sdgen's shipped data lives, the default tokenizer, device and dtype parsing.
+// Where sdgen's shipped data lives (defaults.cpp).
 // The tokenizer of `model`: the "tokenizer" its config JSON (`config`, else <model>.json)
 // names, relative to the JSON; else tokenizer.model (SentencePiece) or tokenizer/ (CLIP BPE)
 // beside the model; else the CLIP vocabulary sdgen ships.
@@ -53,9 +55,5 @@ std::string default_tokenizer(const std::string& model, const std::string& confi
 // sdgen's own model (models/default/model.safetensors, see scripts/train-default-model.sh),
 // used for `--model default` and when no --model is given; empty when it is not there.
 std::string default_model();
-torch::Device parse_device(const std::string& s);
-torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device);
-std::string file_stem(const std::string& path);
-bool path_exists(const std::string& path);
 
 }  // namespace sdgen::cli

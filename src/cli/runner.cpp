@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -20,6 +21,8 @@
 #include "sdgen/io/model_hash.h"
 #include "sdgen/io/output_template.h"
 #include "sdgen/io/png.h"
+#include "sdgen/pipeline/pipeline.h"
+#include "sdgen/pipeline/runtime.h"
 #include "sdgen/text/tokenizer.h"
 #include "sdgen/util/fs.h"
 
@@ -59,10 +62,6 @@ void remove_stale_temporaries(const std::string& dir) {
   ::closedir(d);
 }
 
-std::string size_text(const GenerationParams& p) {
-  return std::to_string(p.width) + "x" + std::to_string(p.height);
-}
-
 struct Reporter {
   Reporter(const CliOptions& options, Progress& p, std::string model)
       : o(options), progress(p), model_name(std::move(model)) {}
@@ -77,20 +76,13 @@ struct Reporter {
     std::lock_guard<std::mutex> lock(mu);
     (status == "written" ? written : status == "skipped" ? skipped : failed)++;
     if (o.json) {
-      nlohmann::json j = {{"index", job.index},
-                          {"line", job.line},
-                          {"path", job.output},
-                          {"prompt", p.prompt},
-                          {"negative", p.negative_prompt},
-                          {"seed", p.seed},
-                          {"steps", p.steps},
-                          {"sampler", p.sampler},
-                          {"scheduler", p.scheduler},
-                          {"cfg", p.cfg_scale},
-                          {"size", p.width ? size_text(p) : ""},
-                          {"model", model_name},
-                          {"status", status},
-                          {"seconds", std::round(seconds * 1000) / 1000}};
+      nlohmann::json j = params_json(p);
+      j["index"] = job.index;
+      j["line"] = job.line;
+      j["path"] = job.output;
+      j["model"] = model_name;
+      j["status"] = status;
+      j["seconds"] = std::round(seconds * 1000) / 1000;
       if (!error.empty()) j["error"] = error;
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     }
@@ -116,7 +108,7 @@ struct Worker {
 
 }  // namespace
 
-int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
+int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>& all_jobs) {
   // This process' shard of the job list.
   Shard shard;
   try {
@@ -129,10 +121,9 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
     if (shard.contains(j.index)) jobs.push_back(&j);
 
   // Devices, resolved before anything is loaded.
-  const bool cuda = torch::cuda::is_available();
   std::vector<std::string> device_names;
   const std::string list = !o.devices.empty() ? o.devices : o.device;
-  if (list.empty()) device_names.push_back(cuda ? "cuda" : "cpu");
+  if (list.empty()) device_names.push_back("");
   for (size_t start = 0; start < list.size();) {
     const size_t comma = list.find(',', start);
     device_names.push_back(list.substr(start, comma == std::string::npos ? comma : comma - start));
@@ -140,9 +131,7 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
   }
   std::vector<Worker> workers;
   for (const auto& name : device_names) workers.push_back({parse_device(name), nullptr});
-  const torch::ScalarType dtype =
-      parse_dtype(o.dtype.empty() ? (workers[0].device.is_cuda() ? "fp16" : "fp32") : o.dtype,
-                  workers[0].device);
+  const torch::ScalarType dtype = parse_compute_dtype(o.dtype, workers[0].device);
 
   Progress progress(jobs.size(), o.quiet);
   Reporter reporter(o, progress, file_stem(o.model));
@@ -155,11 +144,13 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
   std::vector<const Job*> pending;
   std::set<std::string> dirs;
   for (const Job* j : jobs) {
-    if (!o.overwrite && path_exists(j->output)) {
+    std::error_code ec;
+    if (!o.overwrite && std::filesystem::exists(j->output, ec)) {
       reporter.report(*j, j->params, "skipped", 0);
     } else {
       pending.push_back(j);
-      dirs.insert(path_dirname(j->output));
+      const auto dir = std::filesystem::path(j->output).parent_path();
+      dirs.insert(dir.empty() ? "." : dir.string());
     }
   }
   if (pending.empty()) {
@@ -176,8 +167,8 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
   } catch (const std::runtime_error& e) {
     throw UsageError(e.what());  // a missing or broken vocabulary is the user's input
   }
-  const std::string hash = model_hash(o.model);
-  const std::string vae_name = o.vae.empty() ? "" : file_stem(o.vae);
+  const ModelStamp stamp{file_stem(o.model), model_hash(o.model),
+                         o.vae.empty() ? "" : file_stem(o.vae)};
 
   // Batches: consecutive pending jobs whose settings let them share the UNet, up to
   // --batch-size images each.
@@ -195,14 +186,10 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
   auto work = [&](Worker& w) {
     try {
       const auto t0 = std::chrono::steady_clock::now();
-      LoadOptions load;
-      load.model_path = o.model;
-      load.vae_path = o.vae;
-      load.config_path = o.model_config;
-      load.prediction = o.params.prediction;
+      LoadOptions load = o.load_options();
       load.device = w.device;
       load.dtype = dtype;
-      auto model = load_checkpoint(load);
+      auto model = load_model(load, info);
       {
         std::lock_guard<std::mutex> lock(load_mu);
         if (&w == &workers.front())
@@ -250,9 +237,8 @@ int run_jobs(const CliOptions& o, const std::vector<Job>& all_jobs) {
         const Job& job = *batch[i];
         const auto& p = images[i].params;
         try {
-          const auto info = make_infotext(p, file_stem(o.model), hash, vae_name);
           const auto png = encode_png(images[i].rgb.data(), images[i].width, images[i].height,
-                                      {{"parameters", format_infotext(info)}});
+                                      {{"parameters", format_infotext(make_infotext(p, stamp))}});
           make_parent_dirs(job.output);
           write_file_atomic(job.output, png.data(), png.size(), o.overwrite);
           reporter.report(job, p, "written", seconds);

@@ -13,7 +13,7 @@
 #include <system_error>
 #include <vector>
 
-#include "text/unicode.h"
+#include "sdgen/util/utf8.h"
 
 namespace sdgen {
 namespace {
@@ -33,7 +33,7 @@ std::vector<Cp> decode_utf8(const std::string& s) {
   for (size_t i = 0; i < s.size();) {
     char32_t cp = 0;
     size_t skip = 1;
-    if (const size_t len = unicode::utf8_sequence(p, s.size(), i, &cp, &skip)) {
+    if (const size_t len = utf8::sequence(p, s.size(), i, &cp, &skip)) {
       out.push_back({static_cast<uint32_t>(cp), i, len});
       i += len;
     } else {
@@ -159,7 +159,7 @@ bool json_unquote(const std::string& s, std::string* out) {
         } else if (cp >= 0xdc00 && cp <= 0xdfff) {
           cp = 0xfffd;
         }
-        unicode::append_utf8(r, cp);
+        utf8::append(r, cp);
         break;
       }
       default:

@@ -24,7 +24,7 @@
 #pragma GCC diagnostic pop
 #endif
 
-#include "text/unicode.h"
+#include "sdgen/util/utf8.h"
 
 // stb_image's zlib decoder (malloc'ed result), compiled with STB_IMAGE_IMPLEMENTATION in
 // src/util/gzip.cpp of the same library.
@@ -76,7 +76,7 @@ void append_chunk(std::vector<uint8_t>& out, const char type[4], const std::stri
 std::string latin1_to_utf8(const uint8_t* p, size_t n) {
   std::string out;
   out.reserve(n);
-  for (size_t i = 0; i < n; ++i) unicode::append_utf8(out, p[i]);
+  for (size_t i = 0; i < n; ++i) utf8::append(out, p[i]);
   return out;
 }
 
@@ -100,7 +100,7 @@ void validate_keyword(const std::string& k) {
 // The data of a tEXt chunk when the text fits Latin-1, else of an uncompressed iTXt chunk.
 std::string text_chunk_data(const PngText& t, bool* is_itxt) {
   validate_keyword(t.keyword);
-  const std::u32string cps = unicode::decode_utf8(t.text);
+  const std::u32string cps = utf8::decode(t.text);
   bool latin1 = true;
   for (uint32_t cp : cps) {
     if (cp == 0) throw std::invalid_argument("PNG text '" + t.keyword + "' holds a NUL character");
@@ -111,11 +111,11 @@ std::string text_chunk_data(const PngText& t, bool* is_itxt) {
   if (latin1) {
     for (uint32_t cp : cps) data += char(uint8_t(cp));
   } else {
-    data += '\0';                                            // compression flag: uncompressed
-    data += '\0';                                            // compression method
-    data += '\0';                                            // empty language tag
-    data += '\0';                                            // empty translated keyword
-    for (char32_t cp : cps) unicode::append_utf8(data, cp);  // invalid input bytes now U+FFFD
+    data += '\0';                                    // compression flag: uncompressed
+    data += '\0';                                    // compression method
+    data += '\0';                                    // empty language tag
+    data += '\0';                                    // empty translated keyword
+    for (char32_t cp : cps) utf8::append(data, cp);  // invalid input bytes now U+FFFD
   }
   *is_itxt = !latin1;
   return data;

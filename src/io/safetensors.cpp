@@ -1,7 +1,10 @@
-// safetensors container: validating mmap-backed reader, atomic writer, 16-bit float helpers.
+// safetensors container: the validating mmap-backed reader (the writer and the 16-bit float
+// helpers are in safetensors_write.cpp).
 #include "sdgen/io/safetensors.h"
 
+#include "safetensors_detail.h"
 #include "sdgen/util/fs.h"
+#include "sdgen/util/utf8.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -23,6 +26,8 @@ namespace sdgen {
 namespace {
 
 using json = nlohmann::json;
+using safetensors_detail::mul_overflows;
+using safetensors_detail::shape_str;
 
 struct DTypeEntry {
   DType dtype;
@@ -47,45 +52,6 @@ const DTypeEntry* dtype_entry(DType d) {
 
 // Nesting deeper than this is rejected (serde_json, used by the reference, stops at 128).
 constexpr size_t kMaxJsonDepth = 128;
-
-// Strict UTF-8 check (as Rust's str::from_utf8): no overlong forms, no surrogates, <= U+10FFFF.
-// Returns the offset of the first invalid byte, or `size` when all is valid.
-size_t utf8_error_offset(const uint8_t* s, size_t size) {
-  size_t i = 0;
-  while (i < size) {
-    const uint8_t c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > size) return i;
-    if (s[i + 1] < lo || s[i + 1] > hi) return i;
-    for (size_t k = 2; k < len; ++k) {
-      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
-    }
-    i += len;
-  }
-  return size;
-}
-
-bool is_utf8(const std::string& s) {
-  return utf8_error_offset(reinterpret_cast<const uint8_t*>(s.data()), s.size()) == s.size();
-}
 
 const char* json_kind(const json& v) {
   switch (v.type()) {
@@ -114,15 +80,6 @@ std::string json_brief(const json& v) {
   std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() > 80) s = s.substr(0, 77) + "...";
   return s;
-}
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
 }
 
 std::string offsets_str(uint64_t b, uint64_t e) {
@@ -228,10 +185,6 @@ bool as_u64(const json& v, uint64_t* out) {
     return true;
   }
   return false;
-}
-
-bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
-  return __builtin_mul_overflow(a, b, out);
 }
 
 }  // namespace
@@ -340,7 +293,7 @@ void SafetensorsFile::parse(const uint8_t* data, size_t size) {
   }
   const uint8_t* header = data + 8;
   const size_t hlen = static_cast<size_t>(n);
-  const size_t bad = utf8_error_offset(header, hlen);
+  const size_t bad = utf8::first_invalid(header, hlen);
   if (bad != hlen) {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02X", header[bad]);
@@ -509,164 +462,6 @@ void SafetensorsFile::parse(const uint8_t* data, size_t size) {
   index_.clear();
   for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
   buffer_ = data + 8 + n;
-}
-
-// ------------------------------------------------------------------------------------------------
-// Writer
-
-void write_safetensors(const std::string& path, const std::vector<TensorBlob>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  std::vector<const TensorBlob*> order;
-  std::set<std::string> names;
-  for (const TensorBlob& t : tensors) {
-    if (t.name == "__metadata__") {
-      throw std::invalid_argument(
-          "write_safetensors: '__metadata__' is reserved, not a tensor name");
-    }
-    if (!names.insert(t.name).second) {
-      throw std::invalid_argument("write_safetensors: duplicate tensor name '" + t.name + "'");
-    }
-    if (!is_utf8(t.name)) {
-      throw std::invalid_argument("write_safetensors: tensor name '" + t.name +
-                                  "' is not valid UTF-8");
-    }
-    if (!dtype_entry(t.dtype)) {
-      throw std::invalid_argument("write_safetensors: tensor '" + t.name + "' has no valid dtype");
-    }
-    uint64_t numel = 1;
-    bool overflow = false;
-    for (int64_t d : t.shape) {
-      if (d < 0) {
-        throw std::invalid_argument("write_safetensors: tensor '" + t.name +
-                                    "' has negative dimension in shape " + shape_str(t.shape));
-      }
-      if (!overflow && mul_overflows(numel, static_cast<uint64_t>(d), &numel)) overflow = true;
-    }
-    uint64_t expect = 0;
-    if (overflow || mul_overflows(numel, dtype_size(t.dtype), &expect) || expect != t.nbytes) {
-      throw std::invalid_argument(
-          "write_safetensors: tensor '" + t.name + "' has " + std::to_string(t.nbytes) +
-          " bytes but shape " + shape_str(t.shape) + " x " + dtype_name(t.dtype) + " needs " +
-          (overflow ? std::string("more than 2^64") : std::to_string(expect)));
-    }
-    if (t.nbytes > 0 && t.data == nullptr) {
-      throw std::invalid_argument("write_safetensors: tensor '" + t.name + "' has no data");
-    }
-    order.push_back(&t);
-  }
-  for (const auto& kv : metadata) {
-    if (!is_utf8(kv.first) || !is_utf8(kv.second)) {
-      throw std::invalid_argument("write_safetensors: metadata entry '" + kv.first +
-                                  "' is not valid UTF-8");
-    }
-  }
-  std::sort(order.begin(), order.end(), [](const TensorBlob* a, const TensorBlob* b) {
-    size_t sa = dtype_size(a->dtype), sb = dtype_size(b->dtype);
-    if (sa != sb) return sa > sb;
-    return a->name < b->name;
-  });
-
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json m = nlohmann::ordered_json::object();
-    for (const auto& kv : metadata) m[kv.first] = kv.second;
-    header["__metadata__"] = std::move(m);
-  }
-  uint64_t offset = 0;
-  for (const TensorBlob* t : order) {
-    nlohmann::ordered_json e = nlohmann::ordered_json::object();
-    e["dtype"] = dtype_name(t->dtype);
-    e["shape"] = t->shape;
-    e["data_offsets"] = {offset, offset + t->nbytes};
-    offset += t->nbytes;
-    header[t->name] = std::move(e);
-  }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  if (text.size() > kSafetensorsMaxHeaderSize) {
-    throw std::invalid_argument("write_safetensors: header of " + std::to_string(text.size()) +
-                                " bytes exceeds the " + std::to_string(kSafetensorsMaxHeaderSize) +
-                                "-byte limit");
-  }
-  uint8_t prefix[8];
-  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(uint64_t(text.size()) >> (8 * i));
-
-  std::vector<std::pair<const void*, size_t>> pieces = {{prefix, sizeof prefix},
-                                                        {text.data(), text.size()}};
-  for (const TensorBlob* t : order) pieces.emplace_back(t->data, t->nbytes);
-  write_file_atomic(path, pieces, /*overwrite=*/true);
-}
-
-// ------------------------------------------------------------------------------------------------
-// 16-bit floats
-
-namespace {
-
-uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-float bits_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-}  // namespace
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1F;
-  uint32_t mant = h & 0x3FF;
-  if (exp == 0x1F) return bits_float(sign | 0x7F800000 | (mant << 13));  // inf / nan
-  if (exp != 0) return bits_float(sign | ((exp + 112) << 23) | (mant << 13));
-  if (mant == 0) return bits_float(sign);  // +-0
-  // Subnormal: mant * 2^-24; normalise.
-  uint32_t e = 113;  // biased float exponent of 2^-14
-  while (!(mant & 0x400)) {
-    mant <<= 1;
-    --e;
-  }
-  return bits_float(sign | (e << 23) | ((mant & 0x3FF) << 13));
-}
-
-float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
-
-uint16_t float_to_half(float f) {
-  const uint32_t x = float_bits(f);
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
-  const uint32_t ax = x & 0x7FFFFFFF;
-  if (ax > 0x7F800000) {  // NaN: keep it quiet, keep the top payload bits
-    return static_cast<uint16_t>(sign | 0x7E00 | ((ax >> 13) & 0x3FF));
-  }
-  if (ax >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (or inf) rounds to inf
-  if (ax >= 0x38800000) {                      // normal half (>= 2^-14)
-    const uint32_t e = ax >> 23;
-    const uint32_t m = ax & 0x7FFFFF;
-    uint32_t q = ((e - 112) << 10) | (m >> 13);
-    const uint32_t rem = m & 0x1FFF;
-    if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) ++q;  // carries into the exponent as needed
-    return static_cast<uint16_t>(sign | q);
-  }
-  if (ax <= 0x33000000) return sign;  // <= 2^-25 (the tie rounds to even 0)
-  // Half subnormal: value / 2^-24 = m * 2^(e - 126).
-  const uint32_t e = ax >> 23;
-  const uint32_t m = (ax & 0x7FFFFF) | 0x800000;
-  const uint32_t shift = 126 - e;  // 14..24
-  uint32_t q = m >> shift;
-  const uint32_t rem = m & ((1u << shift) - 1);
-  const uint32_t half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (q & 1))) ++q;
-  return static_cast<uint16_t>(sign | q);
-}
-
-uint16_t float_to_bf16(float f) {
-  const uint32_t x = float_bits(f);
-  if ((x & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>((x >> 16) | 0x0040);  // NaN
-  const uint32_t rounded = x + 0x7FFF + ((x >> 16) & 1);
-  return static_cast<uint16_t>(rounded >> 16);
 }
 
 }  // namespace sdgen

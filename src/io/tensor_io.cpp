@@ -24,7 +24,7 @@ torch::ScalarType torch_dtype(DType d, const std::string& file, const std::strin
       return torch::kFloat32;
     case DType::F64:
       return torch::kFloat64;
-#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 1
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
     case DType::F8_E4M3:
       return torch::kFloat8_e4m3fn;
     case DType::F8_E5M2:
@@ -38,19 +38,23 @@ torch::ScalarType torch_dtype(DType d, const std::string& file, const std::strin
                          "to F16, BF16 or F32");
 }
 
-torch::Tensor tensor_view(const std::shared_ptr<SafetensorsFile>& file, const TensorInfo& info) {
-  const auto dtype = torch_dtype(info.dtype, file->path(), info.name);
-  void* data = const_cast<uint8_t*>(file->data(info));
-  auto keep_alive = file;
-  return torch::from_blob(
-      data, info.shape, [keep_alive](void*) mutable { keep_alive.reset(); },
-      torch::TensorOptions().dtype(dtype));
+void copy_stored(const SafetensorsFile& file, const TensorInfo& info, torch::Tensor& dst) {
+  const auto dtype = torch_dtype(info.dtype, file.path(), info.name);
+  // from_blob wants a mutable pointer; the view is only ever the source of this copy.
+  void* data = const_cast<uint8_t*>(file.data(info));
+  const auto view = torch::from_blob(data, info.shape, torch::TensorOptions().dtype(dtype));
+  dst.copy_(view);
 }
 
 std::map<std::string, torch::Tensor> load_tensors(const std::string& path) {
   auto file = SafetensorsFile::open(path);
   std::map<std::string, torch::Tensor> out;
-  for (const auto& info : file->tensors()) out[info.name] = tensor_view(file, info).clone();
+  for (const auto& info : file->tensors()) {
+    auto t = torch::empty(
+        info.shape, torch::TensorOptions().dtype(torch_dtype(info.dtype, file->path(), info.name)));
+    copy_stored(*file, info, t);
+    out[info.name] = t;
+  }
   return out;
 }
 

@@ -29,35 +29,26 @@ torch::Tensor merge_heads(const torch::Tensor& x) {
   return x.transpose(1, 2).reshape({b, n, h * d});
 }
 
-torch::Tensor group_norm_f32(const torch::nn::GroupNorm& norm, const torch::Tensor& x) {
-  const auto& o = norm->options;
+torch::Tensor group_norm_f32(const nn::GroupNorm& norm, const torch::Tensor& x) {
   if (x.scalar_type() == torch::kFloat)
-    return torch::group_norm(x, o.num_groups(), norm->weight, norm->bias, o.eps());
-  return torch::group_norm(x.to(torch::kFloat), o.num_groups(), norm->weight.to(torch::kFloat),
-                           norm->bias.to(torch::kFloat), o.eps())
+    return torch::group_norm(x, norm->groups, norm->weight, norm->bias, norm->eps);
+  return torch::group_norm(x.to(torch::kFloat), norm->groups, norm->weight.to(torch::kFloat),
+                           norm->bias.to(torch::kFloat), norm->eps)
       .to(x.scalar_type());
 }
 
-torch::nn::Conv2d conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
-}
-
-torch::nn::GroupNorm group_norm(int64_t channels, double eps, int64_t groups) {
-  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(eps));
+nn::GroupNorm group_norm(int64_t channels, double eps, int64_t groups) {
+  return nn::GroupNorm(groups, channels, eps);
 }
 
 CrossAttentionImpl::CrossAttentionImpl(int64_t query_dim, int64_t context_dim, int64_t heads_,
                                        int64_t head_dim)
     : heads(heads_) {
   const int64_t inner = heads_ * head_dim;
-  to_q = register_module("to_q",
-                         torch::nn::Linear(torch::nn::LinearOptions(query_dim, inner).bias(false)));
-  to_k = register_module(
-      "to_k", torch::nn::Linear(torch::nn::LinearOptions(context_dim, inner).bias(false)));
-  to_v = register_module(
-      "to_v", torch::nn::Linear(torch::nn::LinearOptions(context_dim, inner).bias(false)));
-  to_out = register_module("to_out", torch::nn::Sequential(torch::nn::Linear(inner, query_dim)));
+  to_q = register_module("to_q", nn::Linear(query_dim, inner, /*bias=*/false));
+  to_k = register_module("to_k", nn::Linear(context_dim, inner, /*bias=*/false));
+  to_v = register_module("to_v", nn::Linear(context_dim, inner, /*bias=*/false));
+  to_out = register_module("to_out", torch::nn::Sequential(nn::Linear(inner, query_dim)));
 }
 
 torch::Tensor CrossAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context) {
@@ -73,10 +64,10 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t mult) {
   const int64_t inner = dim * mult;
   auto net = register_module("net", torch::nn::ModuleList());
   auto geglu = std::make_shared<torch::nn::Module>();
-  proj = geglu->register_module("proj", torch::nn::Linear(dim, inner * 2));
+  proj = geglu->register_module("proj", nn::Linear(dim, inner * 2));
   net->push_back(geglu);
   net->push_back(torch::nn::Dropout(0.0));
-  out = torch::nn::Linear(inner, dim);
+  out = nn::Linear(inner, dim);
   net->push_back(out);
 }
 
@@ -90,10 +81,7 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
   attn1 = register_module("attn1", CrossAttention(dim, dim, heads, head_dim));
   ff = register_module("ff", FeedForward(dim));
   attn2 = register_module("attn2", CrossAttention(dim, context_dim, heads, head_dim));
-  auto ln = [&](const char* name) {
-    return register_module(name,
-                           torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-5)));
-  };
+  auto ln = [&](const char* name) { return register_module(name, nn::LayerNorm(dim, 1e-5)); };
   norm1 = ln("norm1");
   norm2 = ln("norm2");
   norm3 = ln("norm3");

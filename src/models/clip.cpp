@@ -8,10 +8,10 @@
 namespace sdgen {
 
 ClipAttentionImpl::ClipAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
-  q_proj = register_module("q_proj", torch::nn::Linear(width, width));
-  k_proj = register_module("k_proj", torch::nn::Linear(width, width));
-  v_proj = register_module("v_proj", torch::nn::Linear(width, width));
-  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
+  q_proj = register_module("q_proj", nn::Linear(width, width));
+  k_proj = register_module("k_proj", nn::Linear(width, width));
+  v_proj = register_module("v_proj", nn::Linear(width, width));
+  out_proj = register_module("out_proj", nn::Linear(width, width));
 }
 
 torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x) {
@@ -25,14 +25,12 @@ ClipLayerImpl::ClipLayerImpl(const ClipTextConfig& c) : quick_gelu(c.activation 
   if (c.activation != "quick_gelu" && c.activation != "gelu")
     throw std::invalid_argument("text encoder activation must be quick_gelu or gelu, not " +
                                 c.activation);
-  auto ln = [&]() {
-    return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps));
-  };
+  auto ln = [&]() { return nn::LayerNorm(c.width, c.layer_norm_eps); };
   self_attn = register_module("self_attn", ClipAttention(c.width, c.heads));
   layer_norm1 = register_module("layer_norm1", ln());
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-  fc1 = mlp->register_module("fc1", torch::nn::Linear(c.width, c.intermediate));
-  fc2 = mlp->register_module("fc2", torch::nn::Linear(c.intermediate, c.width));
+  fc1 = mlp->register_module("fc1", nn::Linear(c.width, c.intermediate));
+  fc2 = mlp->register_module("fc2", nn::Linear(c.intermediate, c.width));
   layer_norm2 = register_module("layer_norm2", ln());
 }
 
@@ -49,15 +47,13 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& c) : config_(c) {
                                 " is not divisible by heads " + std::to_string(c.heads));
   auto embeddings = register_module("embeddings", std::make_shared<torch::nn::Module>());
   token_embedding =
-      embeddings->register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.width));
-  position_embedding = embeddings->register_module("position_embedding",
-                                                   torch::nn::Embedding(c.max_positions, c.width));
+      embeddings->register_module("token_embedding", nn::Embedding(c.vocab_size, c.width));
+  position_embedding =
+      embeddings->register_module("position_embedding", nn::Embedding(c.max_positions, c.width));
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
   layers = encoder->register_module("layers", torch::nn::ModuleList());
   for (int i = 0; i < c.layers; ++i) layers->push_back(ClipLayer(c));
-  final_layer_norm = register_module(
-      "final_layer_norm",
-      torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps)));
+  final_layer_norm = register_module("final_layer_norm", nn::LayerNorm(c.width, c.layer_norm_eps));
 }
 
 torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& ids) {
@@ -69,14 +65,27 @@ torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& ids) {
   return token_embedding(ids) + position_embedding(pos).unsqueeze(0);
 }
 
-torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids, int clip_skip) {
+TextEncoderOutput ClipTextModelImpl::encode(const torch::Tensor& ids, const TextEncodeOptions& o) {
   const int n = static_cast<int>(layers->size());
-  if (clip_skip < 1 || clip_skip > n)
+  if (o.clip_skip < 1 || o.clip_skip > n)
     throw std::invalid_argument("clip skip must be between 1 and " + std::to_string(n) +
-                                " for this text encoder, got " + std::to_string(clip_skip));
+                                " for this text encoder, got " + std::to_string(o.clip_skip));
+  const int used = n - (o.clip_skip - 1);
+  TextEncoderOutput out;
   auto x = embed(ids);
-  for (int i = 0; i < n - (clip_skip - 1); ++i) x = layers[i]->as<ClipLayer>()->forward(x);
-  return final_layer_norm(x);
+  for (int i = 0; i < used; ++i) x = layers[i]->as<ClipLayer>()->forward(x);
+  out.hidden = o.final_norm ? final_layer_norm(x) : x;
+  if (o.pooled) {
+    for (int i = used; i < n; ++i) x = layers[i]->as<ClipLayer>()->forward(x);
+    out.pooled =
+        gather_end_tokens(used == n && o.final_norm ? out.hidden : final_layer_norm(x), ids);
+  }
+  return out;
+}
+
+torch::Tensor gather_end_tokens(const torch::Tensor& x, const torch::Tensor& ids) {
+  auto rows = torch::arange(x.size(0), ids.options().dtype(torch::kLong));
+  return x.index({rows, ids.argmax(-1)});
 }
 
 std::vector<torch::Tensor> ClipTextModelImpl::hidden_states(const torch::Tensor& ids) {

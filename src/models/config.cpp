@@ -14,7 +14,8 @@ void to_json(json& j, const ClipTextConfig& c) {
            {"heads", c.heads},
            {"intermediate", c.intermediate},
            {"layer_norm_eps", c.layer_norm_eps},
-           {"activation", c.activation}};
+           {"activation", c.activation},
+           {"projection_dim", c.projection_dim}};
 }
 
 void to_json(json& j, const UNetConfig& c) {
@@ -26,9 +27,13 @@ void to_json(json& j, const UNetConfig& c) {
            {"attention_resolutions", c.attention_resolutions},
            {"num_heads", c.num_heads},
            {"num_head_channels", c.num_head_channels},
-           {"transformer_depth", c.transformer_depth},
+           // CompVis' int when one depth serves every level, sgm's list otherwise
+           {"transformer_depth", c.transformer_depth.size() == 1 ? json(c.transformer_depth[0])
+                                                                 : json(c.transformer_depth)},
+           {"transformer_depth_middle", c.middle_depth()},
            {"context_dim", c.context_dim},
-           {"use_linear_proj", c.use_linear_proj}};
+           {"use_linear_proj", c.use_linear_proj},
+           {"adm_in_channels", c.adm_in_channels}};
 }
 
 void to_json(json& j, const VaeConfig& c) {
@@ -43,13 +48,21 @@ void to_json(json& j, const VaeConfig& c) {
            {"norm_groups", c.norm_groups}};
 }
 
+void to_json(json& j, const ScheduleConfig& c) {
+  j = json{{"type", c.type},
+           {"beta_start", c.beta_start},
+           {"beta_end", c.beta_end},
+           {"timesteps", c.timesteps}};
+}
+
 void to_json(json& j, const ModelConfig& c) {
   j = json{{"family", c.family},
            {"native_size", c.native_size},
            {"prediction", c.prediction},
            {"text_encoder", c.text},
            {"unet", c.unet},
-           {"vae", c.vae}};
+           {"vae", c.vae},
+           {"schedule", c.schedule}};
 }
 
 namespace {
@@ -84,8 +97,26 @@ void apply_json(const json& j, ModelConfig& c) {
     if (s == "eps" || s == "epsilon") c.prediction = "eps";
     if (s == "v" || s == "v_prediction") c.prediction = "v";
   };
-  if (auto s = j.find("scheduler"); s != j.end() && s->is_object())
-    prediction(*s, "prediction_type");
+  // the noise schedule: sdgen's "schedule" {type, beta_start, beta_end, timesteps} or
+  // diffusers' scheduler_config names (beta_schedule, num_train_timesteps), under either key
+  auto schedule = [&](const json& o) {
+    prediction(o, "prediction_type");
+    read(o, "beta_start", c.schedule.beta_start);
+    read(o, "beta_end", c.schedule.beta_end);
+    read(o, "timesteps", c.schedule.timesteps);
+    read(o, "num_train_timesteps", c.schedule.timesteps);
+    for (const char* key : {"type", "beta_schedule"}) {
+      auto it = o.find(key);
+      if (it == o.end() || !it->is_string()) continue;
+      // the reference files describe it in words: "scaled_linear (LDM 'linear')"
+      const auto v = it->get<std::string>();
+      c.schedule.type = v.rfind("scaled_linear", 0) == 0 ? "scaled_linear"
+                        : v.rfind("linear", 0) == 0      ? "linear"
+                                                         : v;
+    }
+  };
+  for (const char* key : {"scheduler", "schedule"})
+    if (auto s = j.find(key); s != j.end() && s->is_object()) schedule(*s);
   prediction(j, "prediction");
   if (auto t = j.find("text_encoder"); t != j.end() && t->is_object()) {
     read(*t, "vocab_size", c.text.vocab_size);
@@ -99,6 +130,7 @@ void apply_json(const json& j, ModelConfig& c) {
     read(*t, "intermediate_size", c.text.intermediate);
     read(*t, "mlp_width", c.text.intermediate);
     read(*t, "layer_norm_eps", c.text.layer_norm_eps);
+    read(*t, "projection_dim", c.text.projection_dim);
     if (auto a = t->find("activation"); a != t->end() && a->is_string()) {
       const auto s = a->get<std::string>();
       // the reference files write e.g. "quick_gelu: x * sigmoid(1.702 * x)"
@@ -116,7 +148,15 @@ void apply_json(const json& j, ModelConfig& c) {
     read(*u, "attention_resolutions", c.unet.attention_resolutions);
     read(*u, "num_heads", c.unet.num_heads);
     read(*u, "num_head_channels", c.unet.num_head_channels);
-    read(*u, "transformer_depth", c.unet.transformer_depth);
+    // one depth for every level (CompVis' int) or one per level (sgm's list)
+    if (auto d = u->find("transformer_depth"); d != u->end()) {
+      if (d->is_number_integer())
+        c.unet.transformer_depth = {d->get<int>()};
+      else if (d->is_array())
+        c.unet.transformer_depth = d->get<std::vector<int>>();
+    }
+    read(*u, "transformer_depth_middle", c.unet.transformer_depth_middle);
+    read(*u, "adm_in_channels", c.unet.adm_in_channels);
     read(*u, "context_dim", c.unet.context_dim);
     read(*u, "use_linear_proj", c.unet.use_linear_proj);
     read(*u, "use_linear_in_transformer", c.unet.use_linear_proj);

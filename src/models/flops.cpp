@@ -23,10 +23,10 @@ double unet_flops(const UNetConfig& c, int64_t batch, int64_t h0, int64_t w0,
     return f;
   };
   // SpatialTransformer: proj_in/out, then per block self-attention, cross-attention, GEGLU.
-  auto transformer = [&](double ch, double h, double w) {
+  auto transformer = [&](double ch, double h, double w, int depth) {
     const double n = h * w;
     double f = 2 * (c.use_linear_proj ? linear(ch, ch, n) : conv(ch, ch, 1, h, w));
-    for (int d = 0; d < c.transformer_depth; ++d) {
+    for (int d = 0; d < depth; ++d) {
       f += 4 * linear(ch, ch, n) + 2 * (2 * n * n * ch);               // attn1
       f += 2 * linear(ch, ch, n) + 2 * linear(c.context_dim, ch, T) +  // attn2
            2 * (2 * n * T * ch);
@@ -40,6 +40,7 @@ double unet_flops(const UNetConfig& c, int64_t batch, int64_t h0, int64_t w0,
   };
   const double mc = c.model_channels;
   double f = linear(mc, emb, 1) + linear(emb, emb, 1);
+  if (c.adm_in_channels > 0) f += linear(c.adm_in_channels, emb, 1) + linear(emb, emb, 1);
   double h = static_cast<double>(h0), w = static_cast<double>(w0);
   std::vector<std::pair<double, double>> sizes{{h, w}};  // spatial size at each level
   f += conv(c.in_channels, mc, 3, h, w);
@@ -52,7 +53,7 @@ double unet_flops(const UNetConfig& c, int64_t batch, int64_t h0, int64_t w0,
       const double out = c.channel_mult[level] * mc;
       f += res(ch, out, h, w);
       ch = out;
-      if (has_attention(ds)) f += transformer(ch, h, w);
+      if (has_attention(ds)) f += transformer(ch, h, w, c.depth_at(level));
       skips.push_back(ch);
     }
     if (level + 1 != levels) {
@@ -64,7 +65,7 @@ double unet_flops(const UNetConfig& c, int64_t batch, int64_t h0, int64_t w0,
       ds *= 2;
     }
   }
-  f += 2 * res(ch, ch, h, w) + transformer(ch, h, w);
+  f += 2 * res(ch, ch, h, w) + transformer(ch, h, w, c.middle_depth());
   for (size_t level = levels; level-- > 0;) {
     for (int i = 0; i <= c.num_res_blocks; ++i) {
       const double skip = skips.back();
@@ -72,7 +73,7 @@ double unet_flops(const UNetConfig& c, int64_t batch, int64_t h0, int64_t w0,
       const double out = c.channel_mult[level] * mc;
       f += res(ch + skip, out, h, w);
       ch = out;
-      if (has_attention(ds)) f += transformer(ch, h, w);
+      if (has_attention(ds)) f += transformer(ch, h, w, c.depth_at(level));
       if (level != 0 && i == c.num_res_blocks) {
         sizes.pop_back();
         h = sizes.back().first;

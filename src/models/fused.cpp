@@ -38,13 +38,12 @@ bool fused_kernels_enabled() { return fused_kernels_available() && enabled().loa
 
 void set_fused_kernels(bool on) { enabled().store(on); }
 
-torch::Tensor group_norm_silu(const torch::nn::GroupNorm& norm, const torch::Tensor& x) {
+torch::Tensor group_norm_silu(const nn::GroupNorm& norm, const torch::Tensor& x) {
 #ifdef SDGEN_CUDA_KERNELS
   const auto type = x.scalar_type();
   if (enabled().load() && x.is_cuda() && x.dim() >= 3 && x.is_contiguous() &&
       (type == torch::kFloat || type == torch::kHalf || type == torch::kBFloat16)) {
     const c10::cuda::CUDAGuard guard(x.device());
-    const auto& o = norm->options;
     auto y = torch::empty_like(x);
     auto gamma = norm->weight.to(torch::kFloat).contiguous();
     auto beta = norm->bias.to(torch::kFloat).contiguous();
@@ -55,7 +54,7 @@ torch::Tensor group_norm_silu(const torch::nn::GroupNorm& norm, const torch::Ten
         : type == torch::kHalf ? 1
                                : 2,
         static_cast<int>(n), static_cast<int>(c), static_cast<long long>(x.numel() / (n * c)),
-        static_cast<int>(o.num_groups()), static_cast<float>(o.eps()), 1,
+        static_cast<int>(norm->groups), static_cast<float>(norm->eps), 1,
         c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == cudaSuccess, "group_norm_silu: ", cudaGetErrorString(err));
     return y;

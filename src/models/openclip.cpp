@@ -7,9 +7,9 @@
 namespace sdgen {
 
 OpenClipAttentionImpl::OpenClipAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
-  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
-  in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * width}));
-  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
+  in_proj_weight = register_parameter("in_proj_weight", nn::empty_parameter({3 * width, width}));
+  in_proj_bias = register_parameter("in_proj_bias", nn::empty_parameter({3 * width}));
+  out_proj = register_module("out_proj", nn::Linear(width, width));
 }
 
 torch::Tensor OpenClipAttentionImpl::forward(const torch::Tensor& x) {
@@ -26,15 +26,13 @@ OpenClipResBlockImpl::OpenClipResBlockImpl(const ClipTextConfig& c)
   if (c.activation != "quick_gelu" && c.activation != "gelu")
     throw std::invalid_argument("text encoder activation must be quick_gelu or gelu, not " +
                                 c.activation);
-  auto ln = [&]() {
-    return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps));
-  };
+  auto ln = [&]() { return nn::LayerNorm(c.width, c.layer_norm_eps); };
   ln_1 = register_module("ln_1", ln());
   attn = register_module("attn", OpenClipAttention(c.width, c.heads));
   ln_2 = register_module("ln_2", ln());
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-  c_fc = mlp->register_module("c_fc", torch::nn::Linear(c.width, c.intermediate));
-  c_proj = mlp->register_module("c_proj", torch::nn::Linear(c.intermediate, c.width));
+  c_fc = mlp->register_module("c_fc", nn::Linear(c.width, c.intermediate));
+  c_proj = mlp->register_module("c_proj", nn::Linear(c.intermediate, c.width));
 }
 
 torch::Tensor OpenClipResBlockImpl::forward(torch::Tensor x) {
@@ -54,15 +52,16 @@ OpenClipTextModelImpl::OpenClipTextModelImpl(const ClipTextConfig& c) : config_(
         "an OpenCLIP text encoder for SD 2.x needs at least 2 layers "
         "(it uses the penultimate one), got " +
         std::to_string(c.layers));
-  token_embedding = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.width));
+  token_embedding = register_module("token_embedding", nn::Embedding(c.vocab_size, c.width));
   positional_embedding =
-      register_parameter("positional_embedding", torch::zeros({c.max_positions, c.width}));
+      register_parameter("positional_embedding", nn::empty_parameter({c.max_positions, c.width}));
   auto transformer = register_module("transformer", std::make_shared<torch::nn::Module>());
   resblocks = transformer->register_module("resblocks", torch::nn::ModuleList());
   for (int i = 0; i < c.layers; ++i) resblocks->push_back(OpenClipResBlock(c));
-  ln_final = register_module(
-      "ln_final",
-      torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.layer_norm_eps)));
+  ln_final = register_module("ln_final", nn::LayerNorm(c.width, c.layer_norm_eps));
+  if (c.projection_dim > 0)
+    text_projection =
+        register_parameter("text_projection", nn::empty_parameter({c.width, c.projection_dim}));
 }
 
 torch::Tensor OpenClipTextModelImpl::embed(const torch::Tensor& ids) {
@@ -73,24 +72,31 @@ torch::Tensor OpenClipTextModelImpl::embed(const torch::Tensor& ids) {
   return token_embedding(ids) + positional_embedding.narrow(0, 0, ids.size(1)).unsqueeze(0);
 }
 
-torch::Tensor OpenClipTextModelImpl::run(const torch::Tensor& ids, int blocks) {
-  auto x = embed(ids);
-  for (int i = 0; i < blocks; ++i) x = resblocks[i]->as<OpenClipResBlock>()->forward(x);
-  return ln_final(x);
-}
-
-torch::Tensor OpenClipTextModelImpl::forward(const torch::Tensor& ids, int clip_skip) {
+TextEncoderOutput OpenClipTextModelImpl::encode(const torch::Tensor& ids,
+                                                const TextEncodeOptions& o) {
   const int n = static_cast<int>(resblocks->size());
-  if (clip_skip < 1 || clip_skip > n - 1)
+  if (o.clip_skip < 1 || o.clip_skip > n - 1)
     throw std::invalid_argument("clip skip must be between 1 and " + std::to_string(n - 1) +
                                 " for this text encoder (1 = the penultimate layer, as SD 2.x "
                                 "uses it), got " +
-                                std::to_string(clip_skip));
-  return run(ids, n - clip_skip);
+                                std::to_string(o.clip_skip));
+  const int used = n - o.clip_skip;
+  TextEncoderOutput out;
+  auto x = embed(ids);
+  for (int i = 0; i < used; ++i) x = resblocks[i]->as<OpenClipResBlock>()->forward(x);
+  out.hidden = o.final_norm ? ln_final(x) : x;
+  if (o.pooled) {
+    for (int i = used; i < n; ++i) x = resblocks[i]->as<OpenClipResBlock>()->forward(x);
+    auto pooled = gather_end_tokens(ln_final(x), ids);
+    out.pooled = text_projection.defined() ? torch::matmul(pooled, text_projection) : pooled;
+  }
+  return out;
 }
 
 torch::Tensor OpenClipTextModelImpl::forward_last(const torch::Tensor& ids) {
-  return run(ids, static_cast<int>(resblocks->size()));
+  auto x = embed(ids);
+  for (const auto& block : *resblocks) x = block->as<OpenClipResBlock>()->forward(x);
+  return ln_final(x);
 }
 
 std::vector<torch::Tensor> OpenClipTextModelImpl::hidden_states(const torch::Tensor& ids) {

@@ -22,15 +22,15 @@ std::shared_ptr<torch::nn::Module> indexed(
 
 ResBlockImpl::ResBlockImpl(int64_t channels, int64_t emb_channels, int64_t out_channels) {
   in_norm = group_norm(channels, 1e-5);
-  in_conv = conv2d(channels, out_channels, 3, 1, 1);
+  in_conv = nn::Conv2d(channels, out_channels, 3, 1, 1);
   indexed(*this, "in_layers", {{"0", in_norm.ptr()}, {"2", in_conv.ptr()}});
-  emb_proj = torch::nn::Linear(emb_channels, out_channels);
+  emb_proj = nn::Linear(emb_channels, out_channels);
   indexed(*this, "emb_layers", {{"1", emb_proj.ptr()}});
   out_norm = group_norm(out_channels, 1e-5);
-  out_conv = conv2d(out_channels, out_channels, 3, 1, 1);
+  out_conv = nn::Conv2d(out_channels, out_channels, 3, 1, 1);
   indexed(*this, "out_layers", {{"0", out_norm.ptr()}, {"3", out_conv.ptr()}});
   if (out_channels != channels)
-    skip = register_module("skip_connection", conv2d(channels, out_channels, 1));
+    skip = register_module("skip_connection", nn::Conv2d(channels, out_channels, 1));
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
@@ -48,18 +48,17 @@ SpatialTransformerImpl::SpatialTransformerImpl(int64_t channels, int64_t heads, 
   const int64_t inner = heads * head_dim;
   norm = register_module("norm", group_norm(channels, 1e-6));
   if (linear_proj) {
-    proj_in = torch::nn::AnyModule(register_module("proj_in", torch::nn::Linear(channels, inner)));
+    proj_in = torch::nn::AnyModule(register_module("proj_in", nn::Linear(channels, inner)));
   } else {
-    proj_in = torch::nn::AnyModule(register_module("proj_in", conv2d(channels, inner, 1)));
+    proj_in = torch::nn::AnyModule(register_module("proj_in", nn::Conv2d(channels, inner, 1)));
   }
   transformer_blocks = register_module("transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < depth; ++i)
     transformer_blocks->push_back(BasicTransformerBlock(inner, heads, head_dim, context_dim));
   if (linear_proj) {
-    proj_out =
-        torch::nn::AnyModule(register_module("proj_out", torch::nn::Linear(inner, channels)));
+    proj_out = torch::nn::AnyModule(register_module("proj_out", nn::Linear(inner, channels)));
   } else {
-    proj_out = torch::nn::AnyModule(register_module("proj_out", conv2d(inner, channels, 1)));
+    proj_out = torch::nn::AnyModule(register_module("proj_out", nn::Conv2d(inner, channels, 1)));
   }
 }
 
@@ -73,7 +72,7 @@ torch::Tensor SpatialTransformerImpl::forward(const torch::Tensor& x,
   for (const auto& block : *transformer_blocks)
     y = block->as<BasicTransformerBlock>()->forward(y, context);
   if (linear_proj) y = proj_out.forward(y);
-  // NCHW, or NHWC when the input is channels_last (to_channels_last in bench.h)
+  // NCHW, or NHWC when the input is channels_last (to_channels_last, tools/random_model.h)
   y = y.reshape({b, h, w, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   if (!linear_proj) y = proj_out.forward(y);
   (void)c;
@@ -81,13 +80,13 @@ torch::Tensor SpatialTransformerImpl::forward(const torch::Tensor& x,
 }
 
 DownsampleImpl::DownsampleImpl(int64_t channels) {
-  op = register_module("op", conv2d(channels, channels, 3, 2, 1));
+  op = register_module("op", nn::Conv2d(channels, channels, 3, 2, 1));
 }
 
 torch::Tensor DownsampleImpl::forward(const torch::Tensor& x) { return op(x); }
 
 UpsampleImpl::UpsampleImpl(int64_t channels) {
-  conv = register_module("conv", conv2d(channels, channels, 3, 1, 1));
+  conv = register_module("conv", nn::Conv2d(channels, channels, 3, 1, 1));
 }
 
 torch::Tensor UpsampleImpl::forward(const torch::Tensor& x, at::IntArrayRef size) {
@@ -114,7 +113,7 @@ torch::Tensor TimestepBlockImpl::forward(torch::Tensor x, const torch::Tensor& e
       x = down->forward(x);
     } else if (auto* up = layer->as<Upsample>()) {
       x = up->forward(x, up_size);
-    } else if (auto* conv = layer->as<torch::nn::Conv2d>()) {
+    } else if (auto* conv = layer->as<nn::Conv2d>()) {
       x = conv->forward(x);
     } else {
       throw std::logic_error("unknown layer in UNet block");
@@ -136,17 +135,28 @@ torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim) {
 
 UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config_(c) {
   const int64_t mc = c.model_channels, emb_dim = c.time_embed_dim();
-  time_embed = register_module(
-      "time_embed", torch::nn::Sequential(torch::nn::Linear(mc, emb_dim), torch::nn::SiLU(),
-                                          torch::nn::Linear(emb_dim, emb_dim)));
-  auto transformer = [&](int64_t ch) {
+  time_embed = register_module("time_embed",
+                               torch::nn::Sequential(nn::Linear(mc, emb_dim), torch::nn::SiLU(),
+                                                     nn::Linear(emb_dim, emb_dim)));
+  if (c.adm_in_channels > 0) {
+    // sgm names it label_emb.0.{0,2}: a Sequential inside a Sequential
+    label_emb = torch::nn::Sequential(nn::Linear(c.adm_in_channels, emb_dim), torch::nn::SiLU(),
+                                      nn::Linear(emb_dim, emb_dim));
+    register_module("label_emb", std::make_shared<torch::nn::Module>())
+        ->register_module("0", label_emb.ptr());
+  }
+  if (c.transformer_depth.size() != 1 && c.transformer_depth.size() != c.channel_mult.size())
+    throw std::invalid_argument("UNet: transformer_depth has " +
+                                std::to_string(c.transformer_depth.size()) + " entries for " +
+                                std::to_string(c.channel_mult.size()) +
+                                " levels (give one, or one per level)");
+  auto transformer = [&](int64_t ch, int depth) {
     const int64_t heads = c.heads_for(static_cast<int>(ch));
     if (heads <= 0 || ch % heads != 0)
       throw std::invalid_argument("UNet: " + std::to_string(ch) +
                                   " channels cannot be split into " + std::to_string(heads) +
                                   " attention heads");
-    return SpatialTransformer(ch, heads, ch / heads, c.transformer_depth, c.context_dim,
-                              c.use_linear_proj);
+    return SpatialTransformer(ch, heads, ch / heads, depth, c.context_dim, c.use_linear_proj);
   };
   auto has_attention = [&](int ds) {
     for (int r : c.attention_resolutions)
@@ -157,7 +167,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config_(c) {
   input_blocks = register_module("input_blocks", torch::nn::ModuleList());
   {
     TimestepBlock first;
-    first->add(conv2d(c.in_channels, mc, 3, 1, 1).ptr());
+    first->add(nn::Conv2d(c.in_channels, mc, 3, 1, 1).ptr());
     input_blocks->push_back(first);
   }
   std::vector<int64_t> skip_channels{mc};
@@ -170,7 +180,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config_(c) {
       const int64_t out = c.channel_mult[level] * mc;
       block->add(ResBlock(ch, emb_dim, out).ptr());
       ch = out;
-      if (has_attention(ds)) block->add(transformer(ch).ptr());
+      if (has_attention(ds)) block->add(transformer(ch, c.depth_at(level)).ptr());
       input_blocks->push_back(block);
       skip_channels.push_back(ch);
     }
@@ -185,7 +195,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config_(c) {
 
   middle_block = register_module("middle_block", TimestepBlock());
   middle_block->add(ResBlock(ch, emb_dim, ch).ptr());
-  middle_block->add(transformer(ch).ptr());
+  middle_block->add(transformer(ch, c.middle_depth()).ptr());
   middle_block->add(ResBlock(ch, emb_dim, ch).ptr());
 
   output_blocks = register_module("output_blocks", torch::nn::ModuleList());
@@ -197,7 +207,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config_(c) {
       const int64_t out = c.channel_mult[level] * mc;
       block->add(ResBlock(ch + skip, emb_dim, out).ptr());
       ch = out;
-      if (has_attention(ds)) block->add(transformer(ch).ptr());
+      if (has_attention(ds)) block->add(transformer(ch, c.depth_at(level)).ptr());
       if (level != 0 && i == c.num_res_blocks) {
         block->add(Upsample(ch).ptr());
         ds /= 2;
@@ -207,24 +217,31 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& c) : config_(c) {
   }
 
   out_norm = group_norm(ch, 1e-5);
-  out_conv = conv2d(mc, c.out_channels, 3, 1, 1);
+  out_conv = nn::Conv2d(mc, c.out_channels, 3, 1, 1);
   auto out = register_module("out", std::make_shared<torch::nn::Module>());
   out->register_module("0", out_norm.ptr());
   out->register_module("2", out_conv.ptr());
 }
 
 torch::Tensor UNetModelImpl::forward(
-    const torch::Tensor& x, const torch::Tensor& timesteps, const torch::Tensor& context,
+    const torch::Tensor& x, const torch::Tensor& timesteps, const Conditioning& c,
     std::vector<std::pair<std::string, torch::Tensor>>* block_outputs) {
   const auto dtype = x.scalar_type();
+  const auto& context = c.context;
   auto t_emb = timestep_embedding(timesteps, config_.model_channels).to(dtype);
   auto emb = time_embed->forward(t_emb);
+  if (label_emb) {
+    if (!c.vector.defined())
+      throw std::invalid_argument("UNet: this model takes a conditioning vector (label_emb)");
+    emb = emb + label_emb->forward(c.vector.to(dtype));
+  }
   auto record = [&](const std::string& name, const torch::Tensor& t) {
     if (block_outputs) block_outputs->emplace_back(name, t);
   };
 
   std::vector<torch::Tensor> skips;
-  auto h = x;
+  // Extra input channels (inpainting UNets: mask and masked-image latent) follow the latent.
+  auto h = c.concat.defined() ? torch::cat({x, c.concat.to(dtype)}, 1) : x;
   for (size_t i = 0; i < input_blocks->size(); ++i) {
     h = input_blocks[i]->as<TimestepBlock>()->forward(h, emb, context);
     skips.push_back(h);

@@ -8,10 +8,10 @@ namespace F = torch::nn::functional;
 
 VaeResnetBlockImpl::VaeResnetBlockImpl(int64_t in, int64_t out, int64_t groups) {
   norm1 = register_module("norm1", group_norm(in, 1e-6, groups));
-  conv1 = register_module("conv1", conv2d(in, out, 3, 1, 1));
+  conv1 = register_module("conv1", nn::Conv2d(in, out, 3, 1, 1));
   norm2 = register_module("norm2", group_norm(out, 1e-6, groups));
-  conv2 = register_module("conv2", conv2d(out, out, 3, 1, 1));
-  if (in != out) nin_shortcut = register_module("nin_shortcut", conv2d(in, out, 1));
+  conv2 = register_module("conv2", nn::Conv2d(out, out, 3, 1, 1));
+  if (in != out) nin_shortcut = register_module("nin_shortcut", nn::Conv2d(in, out, 1));
 }
 
 torch::Tensor VaeResnetBlockImpl::forward(const torch::Tensor& x) {
@@ -22,10 +22,10 @@ torch::Tensor VaeResnetBlockImpl::forward(const torch::Tensor& x) {
 
 VaeAttnBlockImpl::VaeAttnBlockImpl(int64_t c, int64_t groups) {
   norm = register_module("norm", group_norm(c, 1e-6, groups));
-  q = register_module("q", conv2d(c, c, 1));
-  k = register_module("k", conv2d(c, c, 1));
-  v = register_module("v", conv2d(c, c, 1));
-  proj_out = register_module("proj_out", conv2d(c, c, 1));
+  q = register_module("q", nn::Conv2d(c, c, 1));
+  k = register_module("k", nn::Conv2d(c, c, 1));
+  v = register_module("v", nn::Conv2d(c, c, 1));
+  proj_out = register_module("proj_out", nn::Conv2d(c, c, 1));
 }
 
 torch::Tensor VaeAttnBlockImpl::forward(const torch::Tensor& x) {
@@ -60,7 +60,7 @@ VaeLevelImpl::VaeLevelImpl(int64_t in, int64_t out, int blocks, bool down_, bool
         register_module(down ? "downsample" : "upsample", std::make_shared<torch::nn::Module>());
     // Downsample: pad right/bottom by one, then 3x3 stride 2 without padding.
     resample = holder->register_module(
-        "conv", down ? conv2d(out, out, 3, 2, 0) : conv2d(out, out, 3, 1, 1));
+        "conv", down ? nn::Conv2d(out, out, 3, 2, 0) : nn::Conv2d(out, out, 3, 1, 1));
   }
 }
 
@@ -78,7 +78,7 @@ torch::Tensor VaeLevelImpl::forward(torch::Tensor x) {
 
 VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
   const int levels = static_cast<int>(c.ch_mult.size());
-  conv_in = register_module("conv_in", conv2d(c.in_channels, c.ch, 3, 1, 1));
+  conv_in = register_module("conv_in", nn::Conv2d(c.in_channels, c.ch, 3, 1, 1));
   down = register_module("down", torch::nn::ModuleList());
   int64_t in = c.ch;
   for (int i = 0; i < levels; ++i) {
@@ -89,7 +89,7 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& c) {
   }
   mid = register_module("mid", VaeMid(in, c.norm_groups));
   norm_out = register_module("norm_out", group_norm(in, 1e-6, c.norm_groups));
-  conv_out = register_module("conv_out", conv2d(in, 2 * c.z_channels, 3, 1, 1));
+  conv_out = register_module("conv_out", nn::Conv2d(in, 2 * c.z_channels, 3, 1, 1));
 }
 
 torch::Tensor VaeEncoderImpl::forward(const torch::Tensor& x) {
@@ -102,7 +102,7 @@ torch::Tensor VaeEncoderImpl::forward(const torch::Tensor& x) {
 VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
   const int levels = static_cast<int>(c.ch_mult.size());
   int64_t in = c.ch * c.ch_mult.back();
-  conv_in = register_module("conv_in", conv2d(c.z_channels, in, 3, 1, 1));
+  conv_in = register_module("conv_in", nn::Conv2d(c.z_channels, in, 3, 1, 1));
   mid = register_module("mid", VaeMid(in, c.norm_groups));
   // up.{i} is built from the deepest level down but indexed by level, as in CompVis.
   std::vector<VaeLevel> by_level(levels, nullptr);
@@ -114,7 +114,7 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& c) {
   up = register_module("up", torch::nn::ModuleList());
   for (auto& level : by_level) up->push_back(level);
   norm_out = register_module("norm_out", group_norm(in, 1e-6, c.norm_groups));
-  conv_out = register_module("conv_out", conv2d(in, c.out_channels, 3, 1, 1));
+  conv_out = register_module("conv_out", nn::Conv2d(in, c.out_channels, 3, 1, 1));
 }
 
 torch::Tensor VaeDecoderImpl::forward(const torch::Tensor& z) {
@@ -126,8 +126,8 @@ torch::Tensor VaeDecoderImpl::forward(const torch::Tensor& z) {
 AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) : config_(c) {
   encoder = register_module("encoder", VaeEncoder(c));
   decoder = register_module("decoder", VaeDecoder(c));
-  quant_conv = register_module("quant_conv", conv2d(2 * c.z_channels, 2 * c.embed_dim, 1));
-  post_quant_conv = register_module("post_quant_conv", conv2d(c.embed_dim, c.z_channels, 1));
+  quant_conv = register_module("quant_conv", nn::Conv2d(2 * c.z_channels, 2 * c.embed_dim, 1));
+  post_quant_conv = register_module("post_quant_conv", nn::Conv2d(c.embed_dim, c.z_channels, 1));
 }
 
 torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& z) {

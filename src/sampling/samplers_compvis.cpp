@@ -66,21 +66,6 @@ torch::Tensor ddim_update(const torch::Tensor& x, const torch::Tensor& e_t, cons
 
 }  // namespace
 
-std::vector<int64_t> compvis_timesteps(int steps, int train_timesteps) {
-  // make_ddim_timesteps("uniform"): range(0, T, T // steps) + 1. For some step counts (3, 9, 27,
-  // 36, 37, 101-111, 251-333, 501-1000) that reaches T, where CompVis fails with an index error;
-  // A1111 clips to T - 1 (sd_samplers_timesteps.py), and so does this.
-  const int c = steps < 1 ? 0 : train_timesteps / steps;
-  if (c < 1)
-    throw std::invalid_argument("CompVis uniform timesteps take 1 to " +
-                                std::to_string(train_timesteps) + " steps, not " +
-                                std::to_string(steps));
-  std::vector<int64_t> out;
-  for (int t = 0; t < train_timesteps; t += c)
-    out.push_back(std::min<int64_t>(t + 1, train_timesteps - 1));
-  return out;
-}
-
 torch::Tensor sample_ddim(const EpsModel& model, torch::Tensor x,
                           const std::vector<int64_t>& timesteps,
                           const torch::Tensor& alphas_cumprod, const NoiseSource& noise,

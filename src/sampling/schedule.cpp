@@ -20,6 +20,12 @@ DiscreteSchedule DiscreteSchedule::scaled_linear(int timesteps, double beta_star
   return DiscreteSchedule(alphas_cumprod.to(torch::kFloat32));
 }
 
+DiscreteSchedule DiscreteSchedule::linear(int timesteps, double beta_start, double beta_end) {
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto betas = torch::linspace(beta_start, beta_end, timesteps, f64);
+  return DiscreteSchedule(torch::cumprod(1.0 - betas, 0).to(torch::kFloat32));
+}
+
 DiscreteSchedule::DiscreteSchedule(torch::Tensor acp) : alphas_cumprod_(std::move(acp)) {
   sigmas_ = ((1 - alphas_cumprod_) / alphas_cumprod_).pow(0.5);
   log_sigmas_ = sigmas_.log();
@@ -85,21 +91,6 @@ torch::Tensor sigmas_simple(const DiscreteSchedule& s, int n) {
   return append_zero(s.sigmas().index({torch::tensor(idx, torch::kLong)}));
 }
 
-const std::vector<SchedulerInfo>& schedulers() {
-  static const std::vector<SchedulerInfo> list = {
-      {"discrete", "Uniform",
-       "the model's own timesteps, evenly spaced from 999 to 0 (k-diffusion get_sigmas; "
-       "A1111 \"Automatic\" for most samplers)"},
-      {"karras", "Karras", "Karras et al. (2022) rho=7 spacing: more steps at low noise"},
-      {"exponential", "Exponential", "evenly spaced in log sigma"},
-      {"sgm_uniform", "SGM Uniform",
-       "timesteps evenly spaced from 999 towards 0 without reaching it (for LCM / turbo "
-       "models)"},
-      {"simple", "Simple", "every (1000 / steps)-th sigma of the model's table, from the top"},
-  };
-  return list;
-}
-
 torch::Tensor make_sigmas(const std::string& name, const DiscreteSchedule& s, int steps) {
   if (steps < 1)
     throw std::invalid_argument("steps must be at least 1, got " + std::to_string(steps));
@@ -108,9 +99,8 @@ torch::Tensor make_sigmas(const std::string& name, const DiscreteSchedule& s, in
   if (name == "exponential") return sigmas_exponential(s, steps);
   if (name == "sgm_uniform") return sigmas_sgm_uniform(s, steps);
   if (name == "simple") return sigmas_simple(s, steps);
-  std::string valid;
-  for (const auto& i : schedulers()) valid += (valid.empty() ? "" : ", ") + i.name;
-  throw std::invalid_argument("unknown scheduler '" + name + "'; valid: " + valid);
+  validate_scheduler(name);  // throws naming the valid ones
+  throw std::logic_error("scheduler '" + name + "' is listed but has no implementation");
 }
 
 }  // namespace sdgen

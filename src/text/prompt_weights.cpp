@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "sdgen/util/utf8.h"
+
 namespace sdgen {
 namespace {
 
@@ -16,34 +18,12 @@ constexpr char32_t kReplacement = 0xFFFD;
 // The code point that starts at s[i] and its length in bytes; invalid UTF-8 reads as U+FFFD,
 // one byte long.
 char32_t decode_at(std::string_view s, size_t i, size_t& len) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  len = 1;
-  if (b0 < 0x80) return b0;
-  size_t n = 0;
   char32_t cp = 0;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    n = 2;
-    cp = b0 & 0x1F;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    n = 3;
-    cp = b0 & 0x0F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    n = 4;
-    cp = b0 & 0x07;
-  } else {
-    return kReplacement;
-  }
-  if (i + n > s.size()) return kReplacement;
-  for (size_t k = 1; k < n; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return kReplacement;
-    cp = cp << 6 | (b & 0x3F);
-  }
-  if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-      (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-    return kReplacement;
-  len = n;
-  return cp;
+  size_t skip = 1;
+  len = utf8::sequence(reinterpret_cast<const unsigned char*>(s.data()), s.size(), i, &cp, &skip);
+  if (len) return cp;
+  len = 1;
+  return kReplacement;
 }
 
 // The code point that ends just before s[i] (i > 0) and its length in bytes.

@@ -33,7 +33,6 @@ bool in_ranges(const CodeRange (&table)[N], char32_t cp) {
   return it != std::end(table) && it->lo <= c;
 }
 
-constexpr char32_t kReplacement = 0xFFFD;
 constexpr char32_t kCapitalSigma = 0x3A3;
 constexpr char32_t kSmallSigma = 0x3C3;
 constexpr char32_t kFinalSigma = 0x3C2;
@@ -42,117 +41,6 @@ bool is_cased(char32_t cp) { return in_ranges(kCasedRanges, cp); }
 bool is_case_ignorable(char32_t cp) { return in_ranges(kCaseIgnorableRanges, cp); }
 
 }  // namespace
-
-// The length of the well-formed UTF-8 sequence at s[i], or 0 when it is ill-formed; in that
-// case *skip is the length of the maximal ill-formed subpart to replace by one U+FFFD.
-size_t utf8_sequence(const unsigned char* s, size_t n, size_t i, char32_t* cp, size_t* skip) {
-  const unsigned char b0 = s[i];
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  }
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  char32_t value;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-    value = b0 & 0x1F;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    value = b0 & 0x0F;
-    if (b0 == 0xE0) lo = 0xA0;  // no overlong forms
-    if (b0 == 0xED) hi = 0x9F;  // no surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    value = b0 & 0x07;
-    if (b0 == 0xF0) lo = 0x90;  // no overlong forms
-    if (b0 == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-  } else {
-    *skip = 1;  // a continuation byte, C0, C1 or F5..FF
-    return 0;
-  }
-  for (size_t k = 1; k < len; ++k) {
-    if (i + k >= n) {
-      *skip = k;
-      return 0;
-    }
-    const unsigned char b = s[i + k];
-    const unsigned char allowed_lo = k == 1 ? lo : 0x80, allowed_hi = k == 1 ? hi : 0xBF;
-    if (b < allowed_lo || b > allowed_hi) {
-      *skip = k;
-      return 0;
-    }
-    value = (value << 6) | (b & 0x3F);
-  }
-  *cp = value;
-  return len;
-}
-
-namespace {}  // namespace
-
-std::u32string decode_utf8(const std::string& str) {
-  std::u32string out;
-  out.reserve(str.size());
-  const auto* s = reinterpret_cast<const unsigned char*>(str.data());
-  const size_t n = str.size();
-  size_t i = 0;
-  while (i < n) {
-    char32_t cp = 0;
-    size_t skip = 1;
-    const size_t len = utf8_sequence(s, n, i, &cp, &skip);
-    if (len) {
-      out.push_back(cp);
-      i += len;
-    } else {
-      out.push_back(kReplacement);
-      i += skip;
-    }
-  }
-  return out;
-}
-
-bool is_valid_utf8(const std::string& str, size_t* bad_offset) {
-  const auto* s = reinterpret_cast<const unsigned char*>(str.data());
-  const size_t n = str.size();
-  size_t i = 0;
-  while (i < n) {
-    char32_t cp = 0;
-    size_t skip = 1;
-    const size_t len = utf8_sequence(s, n, i, &cp, &skip);
-    if (!len) {
-      if (bad_offset) *bad_offset = i;
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) cp = kReplacement;
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-std::string encode_utf8(const std::u32string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char32_t cp : s) append_utf8(out, cp);
-  return out;
-}
 
 bool is_letter(char32_t cp) { return in_ranges(kLetterRanges, cp); }
 bool is_number(char32_t cp) { return in_ranges(kNumberRanges, cp); }

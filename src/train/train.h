@@ -1,5 +1,5 @@
 // sdgen-train's library: the data set as tensors, VAE training, joint text-encoder + UNet
-// training on VAE latents, and checkpoints in the LDM layout that load_checkpoint reads.
+// training on VAE latents, and checkpoints in the LDM layout that load_model reads.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sdgen/data/scenes.h"
+#include "sdgen/loading/key_map.h"
 #include "sdgen/models/clip.h"
 #include "sdgen/models/config.h"
 #include "sdgen/models/unet.h"
@@ -88,9 +89,12 @@ struct TrainResult {
   int cut_captions = 0;
 };
 
-// Prepares a freshly initialised VAE for training: the log-variance half of quant_conv starts
-// at `logvar_bias` (small posterior noise), so the decoder sees the signal from the first step
-// and reconstruction improves at once; the KL term then shapes the variance.
+// Fresh networks are built without values (models/layers.h): training starts them from
+// torch.nn's default initialisation, from the global generator.
+void init_for_training(torch::nn::Module& module);
+// The same for a fresh VAE, then the log-variance half of quant_conv starts at `logvar_bias`
+// (small posterior noise), so the decoder sees the signal from the first step and
+// reconstruction improves at once; the KL term then shapes the variance.
 void init_vae_for_training(AutoencoderKL& vae, double logvar_bias = -6.0);
 
 // VAE loss: L1 + L2 reconstruction plus kl_weight * KL(q(z|x) || N(0, 1)) per element; the
@@ -120,21 +124,22 @@ torch::Tensor eps_loss(const torch::Tensor& pred, const torch::Tensor& noise,
 std::vector<int64_t> caption_ids(const Tokenizer& tokenizer, const std::string& caption,
                                  int max_positions, bool* cut = nullptr);
 
-// LDM names: cond_stage_model.transformer.text_model.*, model.diffusion_model.*,
-// first_stage_model.*. Any module may be null (not written). `dtype`: kFloat or kHalf.
+// The SD 1.x layout (the "sd1" family's key maps: cond_stage_model.transformer.text_model.*,
+// model.diffusion_model.*, first_stage_model.*). Any module may be null (not written).
+// `dtype`: kFloat or kHalf.
 void save_checkpoint(const std::string& path, ClipTextModel* text, UNetModel* unet,
                      AutoencoderKL* vae, torch::ScalarType dtype,
                      const std::map<std::string, std::string>& metadata = {});
-// Writes the config JSON (the model config plus `extra` keys) that load_checkpoint reads
-// beside `<stem>.safetensors` as `<stem>.json`.
+// Writes the config JSON (the model config plus `extra` keys) that load_model reads beside
+// `<stem>.safetensors` as `<stem>.json`.
 void save_config(const std::string& path, const ModelConfig& config,
                  const nlohmann::json& extra = nlohmann::json::object());
-// Loads `module` from a file's tensors under `prefix` (strict; throws on any mismatch).
-void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix);
-// A checkpoint's text encoder: loaded as load_weights does, or, when `text` has more positions
-// than the checkpoint's position embedding (a continued run for longer captions), the saved
-// rows into the first ones and the rest left as initialised.
-void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix);
+// Loads `module` from a file's tensors through `keys` (strict; throws on any mismatch).
+void load_weights(torch::nn::Module& module, const std::string& path, const KeyMap& keys);
+// A checkpoint's text encoder (SD 1.x layout): loaded as load_weights does, or, when `text` has
+// more positions than the checkpoint's position embedding (a continued run for longer
+// captions), the saved rows into the first ones and the rest left as initialised.
+void load_text_encoder(ClipTextModel& text, const std::string& path);
 
 int64_t count_parameters(torch::nn::Module& m);
 

@@ -18,9 +18,10 @@
 #include <CLI/CLI.hpp>
 
 #include "evaluate.h"
-#include "sdgen/io/checkpoint.h"
 #include "sdgen/io/png.h"
-#include "sdgen/pipeline/threads.h"
+#include "sdgen/loading/model_loader.h"
+#include "sdgen/pipeline/pipeline.h"
+#include "sdgen/pipeline/runtime.h"
 #include "sdgen/text/sentencepiece_tokenizer.h"
 #include "train.h"
 
@@ -122,7 +123,7 @@ int cmd_vae(const Common& c, const std::string& config_path, const std::string& 
   if (init.empty())
     train::init_vae_for_training(vae);
   else
-    train::load_weights(*vae, init, detect_vae_prefix(*SafetensorsFile::open(init)));
+    train::load_weights(*vae, init, inspect_vae(init).keys);
   std::cerr << "sdgen-train vae: " << train::count_parameters(*vae) << " parameters\n";
   const auto r = train::train_vae(vae, c.data(), o, logger("vae"));
   make_parent(out);
@@ -141,19 +142,20 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
   config.native_size = c.image_size;
   config.prediction = "eps";
   config.family = "sd1";
-  auto vae_file = SafetensorsFile::open(vae_path);
-  const auto vae_prefix = detect_vae_prefix(*vae_file);
+  const auto vae_file = inspect_vae(vae_path);
   config.vae = [&] {
-    auto v = infer_vae_config(*vae_file, vae_prefix);
+    auto v = vae_file.config;
     v.scale_factor = config.vae.scale_factor;
     v.norm_groups = config.vae.norm_groups;
     return v;
   }();
   AutoencoderKL vae(config.vae);
-  train::load_weights(*vae, vae_path, vae_prefix);
+  train::load_weights(*vae, vae_path, vae_file.keys);
   torch::manual_seed(o.seed);
   ClipTextModel text(config.text);
   UNetModel unet(config.unet);
+  train::init_for_training(*text);
+  train::init_for_training(*unet);
   // A continued run keeps the latent scale its starting point was trained with (the config
   // JSON beside it) and records that run's settings under "training"."previous".
   train::TrainOptions opts = o;
@@ -165,8 +167,8 @@ int cmd_unet(const Common& c, const std::string& config_path, const std::string&
                                " (with vae.scale_factor) is missing; a continued run needs the "
                                "latent scale the model was trained with");
     const auto j = nlohmann::json::parse(std::ifstream(init_json));
-    train::load_text_encoder(text, init, kClipPrefix);
-    train::load_weights(*unet, init, kUNetPrefix);
+    train::load_text_encoder(text, init);
+    train::load_weights(*unet, init, model_family("sd1").unet_keys);
     opts.scale_factor = j.at("vae").at("scale_factor").get<double>();
     if (j.contains("training")) previous = j["training"];
     std::cerr << "sdgen-train unet: continuing " << init << " (latent scale factor "
@@ -246,7 +248,7 @@ int cmd_eval(const Common& c, const std::string& model, std::string tokenizer_pa
   LoadOptions lo;
   lo.model_path = model;
   lo.device = device;
-  auto loaded = load_checkpoint(lo);
+  auto loaded = load_model(lo);
   if (tokenizer_path.empty()) {
     const auto dir = fs::path(model).parent_path();
     tokenizer_path = (dir.empty() ? fs::path("tokenizer.model") : dir / "tokenizer.model").string();
@@ -289,13 +291,12 @@ int cmd_eval(const Common& c, const std::string& model, std::string tokenizer_pa
 // Scores a VAE's reconstructions of the split's scenes; report.json and grid.png in `out`.
 int cmd_eval_vae(const Common& c, const std::string& vae_path, const std::string& config_path,
                  const std::string& out, int grid_count, int columns, const train::EvalOptions& o) {
-  auto file = SafetensorsFile::open(vae_path);
-  const auto prefix = detect_vae_prefix(*file);
-  auto config = infer_vae_config(*file, prefix);
+  const auto file = inspect_vae(vae_path);
+  auto config = file.config;
   // what the shapes do not show (GroupNorm groups) from the config it was trained with
   config.norm_groups = train::read_model_config(config_path).vae.norm_groups;
   AutoencoderKL vae(config);
-  train::load_weights(*vae, vae_path, prefix);
+  train::load_weights(*vae, vae_path, file.keys);
   vae->eval();
   const auto report = train::evaluate_vae(vae, c.data(), o.split, o.first, o.count);
   fs::create_directories(out);

@@ -4,8 +4,10 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "sdgen/io/checkpoint.h"
 #include "sdgen/io/tensor_io.h"
+#include "sdgen/loading/family.h"
+#include "sdgen/loading/load_module.h"
+#include "sdgen/models/layers.h"
 #include "sdgen/sampling/schedule.h"
 #include "train.h"
 
@@ -149,7 +151,10 @@ int64_t count_parameters(torch::nn::Module& m) {
   return n;
 }
 
+void init_for_training(torch::nn::Module& module) { nn::init_default_weights(module); }
+
 void init_vae_for_training(AutoencoderKL& vae, double logvar_bias) {
+  init_for_training(*vae);
   torch::NoGradGuard no_grad;
   const int64_t z = vae->config().embed_dim;
   auto w = vae->quant_conv->weight, b = vae->quant_conv->bias;
@@ -259,7 +264,7 @@ TrainResult train_unet(ClipTextModel& text, UNetModel& unet, AutoencoderKL& vae,
     auto a = acp.index_select(0, t).view({-1, 1, 1, 1});
     auto xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
     auto context = text->forward(batch_ids.to(o.device));
-    auto pred = unet->forward(xt, t.to(torch::kFloat), context);
+    auto pred = unet->forward(xt, t.to(torch::kFloat), Conditioning(context));
     auto loss = eps_loss(pred, noise, a.view({-1}), o.min_snr_gamma);
     finish_step(opt, params, loss, o, step, r, running, t0, log);
     if (!ema.empty()) {
@@ -297,18 +302,19 @@ void save_checkpoint(const std::string& path, ClipTextModel* text, UNetModel* un
                      AutoencoderKL* vae, torch::ScalarType dtype,
                      const std::map<std::string, std::string>& metadata) {
   std::map<std::string, torch::Tensor> tensors;
-  auto add = [&](torch::nn::Module& m, const std::string& prefix) {
+  auto add = [&](torch::nn::Module& m, const KeyMap& keys) {
     auto put = [&](const std::string& name, const torch::Tensor& t) {
       auto c = t.detach().to(torch::kCPU);
       if (c.is_floating_point()) c = c.to(dtype);
-      tensors[prefix + name] = c.contiguous();
+      tensors[keys.to_source(name)] = c.contiguous();
     };
     for (const auto& p : m.named_parameters(true)) put(p.key(), p.value());
     for (const auto& b : m.named_buffers(true)) put(b.key(), b.value());
   };
-  if (text && *text) add(**text, kClipPrefix);
-  if (unet && *unet) add(**unet, kUNetPrefix);
-  if (vae && *vae) add(**vae, kVaePrefix);
+  const ModelFamily& sd1 = model_family("sd1");
+  if (text && *text) add(**text, sd1.text_keys);
+  if (unet && *unet) add(**unet, sd1.unet_keys);
+  if (vae && *vae) add(**vae, sd1.vae_keys);
   save_tensors(path, tensors, metadata);
 }
 
@@ -322,26 +328,26 @@ void save_config(const std::string& path, const ModelConfig& config, const nlohm
 }
 
 namespace {
-void load_strict(torch::nn::Module& module, const std::shared_ptr<SafetensorsFile>& file,
-                 const std::string& path, const std::string& prefix) {
+void load_strict(torch::nn::Module& module, const TensorSource& source, const KeyMap& keys) {
   LoadReport report;
-  load_module(module, file, prefix, torch::kCPU, torch::kFloat, report);
-  if (!report.ok()) throw std::runtime_error(report.message(path));
+  load_module(module, source, keys, torch::kCPU, torch::kFloat, report);
+  if (!report.ok()) throw std::runtime_error(report.message(source.path(), "an sdgen-train file"));
 }
 }  // namespace
 
-void load_weights(torch::nn::Module& module, const std::string& path, const std::string& prefix) {
-  load_strict(module, SafetensorsFile::open(path), path, prefix);
+void load_weights(torch::nn::Module& module, const std::string& path, const KeyMap& keys) {
+  load_strict(module, TensorSource::open_file(path), keys);
 }
 
-void load_text_encoder(ClipTextModel& text, const std::string& path, const std::string& prefix) {
-  const auto file = SafetensorsFile::open(path);
+void load_text_encoder(ClipTextModel& text, const std::string& path) {
+  const auto source = TensorSource::open_file(path);
+  const KeyMap& keys = model_family("sd1").text_keys;
   const int positions = text->config().max_positions;
   // the checkpoint's own count; without the tensor, the strict load reports it missing
-  const auto* saved_embedding = file->find(prefix + "embeddings.position_embedding.weight");
+  const auto* saved_embedding = source.find(keys.to_source("embeddings.position_embedding.weight"));
   if (!saved_embedding || saved_embedding->shape.size() != 2 ||
       saved_embedding->shape[0] == positions)
-    return load_strict(*text, file, path, prefix);
+    return load_strict(*text, source, keys);
   const int saved_positions = static_cast<int>(saved_embedding->shape[0]);
   if (saved_positions > positions)
     throw std::runtime_error(path + ": its text encoder has " + std::to_string(saved_positions) +
@@ -354,7 +360,7 @@ void load_text_encoder(ClipTextModel& text, const std::string& path, const std::
   auto saved_config = text->config();
   saved_config.max_positions = saved_positions;
   ClipTextModel saved(saved_config);
-  load_strict(*saved, file, path, prefix);
+  load_strict(*saved, source, keys);
   torch::NoGradGuard no_grad;
   auto dst = text->named_parameters();
   for (const auto& kv : saved->named_parameters()) {

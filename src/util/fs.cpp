@@ -10,19 +10,20 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include "sdgen/io/png.h"
 
 namespace sdgen {
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-bool is_directory(const std::string& path) {
+namespace fs = std::filesystem;
+
+bool is_folder(const fs::path& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
@@ -81,40 +82,29 @@ int install_noreplace(const std::string& tmp, const std::string& path) {
 
 }  // namespace
 
-std::string path_dirname(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-std::string path_basename(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+std::string file_stem(const std::string& path) {
+  fs::path p(path);
+  if (!p.has_filename()) p = p.parent_path();  // "models/my-model/" names the folder
+  return p.stem().string();
 }
 
 void make_parent_dirs(const std::string& path) {
-  const std::string dir = path_dirname(path);
-  if (dir == "." || dir == "/" || is_directory(dir)) return;
-  size_t pos = 0;
-  for (;;) {
-    const size_t slash = dir.find('/', pos);
-    const std::string prefix = slash == std::string::npos ? dir : dir.substr(0, slash);
-    if (!prefix.empty() && prefix != "." && prefix != "..") {
-      if (::mkdir(prefix.c_str(), 0777) != 0) {
-        const int err = errno;
-        if (err != EEXIST) {
-          throw std::runtime_error("cannot create folder " + prefix + " (for " + path +
-                                   "): " + errno_text(err));
-        }
-        if (!is_directory(prefix)) {
-          throw std::runtime_error("cannot create folder " + prefix + " (for " + path +
-                                   "): a file of that name exists");
-        }
-      }
+  const fs::path dir = fs::path(path).parent_path();
+  if (dir.empty() || is_folder(dir)) return;
+  // One component at a time, so that the error names the folder that could not be made.
+  fs::path prefix;
+  for (const auto& part : dir) {
+    prefix /= part;
+    if (part == "/" || part == "." || part == ".." || part.empty()) continue;
+    if (::mkdir(prefix.c_str(), 0777) != 0) {
+      const int err = errno;
+      if (err != EEXIST)
+        throw std::runtime_error("cannot create folder " + prefix.string() + " (for " + path +
+                                 "): " + errno_text(err));
+      if (!is_folder(prefix))
+        throw std::runtime_error("cannot create folder " + prefix.string() + " (for " + path +
+                                 "): a file of that name exists");
     }
-    if (slash == std::string::npos) break;
-    pos = slash + 1;
   }
 }
 
@@ -124,11 +114,13 @@ void write_file_atomic(const std::string& path, const void* data, size_t size, b
 
 void write_file_atomic(const std::string& path,
                        const std::vector<std::pair<const void*, size_t>>& pieces, bool overwrite) {
-  const std::string base = path_basename(path);
+  const fs::path target(path);
+  const std::string base = target.filename().string();
   if (path.empty() || base.empty() || base == "." || base == "..") {
     throw std::runtime_error("cannot write '" + path + "': not a file name");
   }
-  const std::string dir = path_dirname(path);
+  const std::string dir =
+      target.parent_path().empty() ? std::string(".") : target.parent_path().string();
 
   // The temporary file: created exclusively, mode 0644 less the umask.
   std::string tmp;

@@ -484,10 +484,10 @@ TEST_F(Atomic, MakeParentDirs) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
   }
-  EXPECT_EQ(sdgen::path_dirname("out.png"), ".");
-  EXPECT_EQ(sdgen::path_dirname("/out.png"), "/");
-  EXPECT_EQ(sdgen::path_dirname("a/b/out.png"), "a/b");
-  EXPECT_EQ(sdgen::path_basename("a/b/out.png"), "out.png");
+  EXPECT_EQ(sdgen::file_stem("models/v1-5.safetensors"), "v1-5");
+  EXPECT_EQ(sdgen::file_stem("a.b.safetensors"), "a.b");
+  EXPECT_EQ(sdgen::file_stem("models/tiny-sd1/"), "tiny-sd1");
+  EXPECT_EQ(sdgen::file_stem("dir/.hidden"), ".hidden");
 }
 
 }  // namespace

@@ -7,16 +7,17 @@
 #include <sstream>
 
 #include "sdgen/io/output_template.h"
-#include "sdgen/io/prompt_file.h"
+#include "sdgen/job/prompt_file.h"
 
 namespace sdgen {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::vector<JobSpec> parse(const std::string& text, PromptFormat f) {
+// Lines over the parameters' defaults (the command line of these tests gives none).
+std::vector<JobLine> parse(const std::string& text, PromptFormat f, const JobParams& cli = {}) {
   std::istringstream in(text);
-  return parse_prompt_file(in, f, "p.txt");
+  return parse_prompt_file(in, f, "p.txt", cli);
 }
 
 std::string error_of(const std::string& text, PromptFormat f) {
@@ -32,11 +33,11 @@ TEST(PromptFile, TxtSkipsBlankAndCommentLines) {
   auto jobs =
       parse("# a comment\n\na red fox  \n   \n  # indented comment\nblue sky\n", PromptFormat::Txt);
   ASSERT_EQ(jobs.size(), 2u);
-  EXPECT_EQ(*jobs[0].prompt, "a red fox");
+  EXPECT_EQ(jobs[0].params.image.prompt, "a red fox");
   EXPECT_EQ(jobs[0].line, 3);
-  EXPECT_EQ(*jobs[1].prompt, "blue sky");
+  EXPECT_EQ(jobs[1].params.image.prompt, "blue sky");
   EXPECT_EQ(jobs[1].line, 6);
-  EXPECT_FALSE(jobs[1].seed.has_value());
+  EXPECT_TRUE(jobs[1].params.random_seed);
 }
 
 TEST(PromptFile, EmptyFileIsAnError) {
@@ -49,21 +50,23 @@ TEST(PromptFile, JsonlFieldsAndTypes) {
       "\n\n{\"prompt\": \"only\"}\n",
       PromptFormat::Jsonl);
   ASSERT_EQ(jobs.size(), 2u);
-  const auto& j = jobs[0];
-  EXPECT_EQ(*j.prompt, "a fox");
-  EXPECT_EQ(*j.negative_prompt, "blur");
-  EXPECT_EQ(*j.seed, 7);
-  EXPECT_EQ(*j.steps, 12);
-  EXPECT_DOUBLE_EQ(*j.cfg_scale, 5.5);
-  EXPECT_EQ(*j.width, 96);
-  EXPECT_EQ(*j.height, 64);
-  EXPECT_EQ(*j.sampler, "euler_a");
-  EXPECT_EQ(*j.scheduler, "karras");
-  EXPECT_EQ(*j.batch_count, 3);
-  EXPECT_EQ(*j.clip_skip, 2);
-  EXPECT_EQ(*j.output, "x/{seed}.png");
+  const auto& j = jobs[0].params;
+  EXPECT_EQ(j.image.prompt, "a fox");
+  EXPECT_EQ(j.image.negative_prompt, "blur");
+  EXPECT_EQ(j.image.seed, 7u);
+  EXPECT_FALSE(j.random_seed);
+  EXPECT_EQ(j.image.steps, 12);
+  EXPECT_DOUBLE_EQ(j.image.cfg_scale, 5.5);
+  EXPECT_EQ(j.image.width, 96);
+  EXPECT_EQ(j.image.height, 64);
+  EXPECT_EQ(j.image.sampler, "euler_a");
+  EXPECT_EQ(j.image.scheduler, "karras");
+  EXPECT_EQ(j.batch_count, 3);
+  EXPECT_EQ(j.image.clip_skip, 2);
+  EXPECT_EQ(j.output, "x/{seed}.png");
   EXPECT_EQ(jobs[1].line, 3);
-  EXPECT_FALSE(jobs[1].steps.has_value());
+  EXPECT_EQ(jobs[1].params.image.steps, 30);  // the default (no command-line value here)
+  EXPECT_EQ(jobs[1].params.image.prompt, "only");
 }
 
 TEST(PromptFile, JsonlErrorsNameTheLine) {
@@ -78,7 +81,7 @@ TEST(PromptFile, JsonlErrorsNameTheLine) {
   EXPECT_THAT(error_of("{\"size\": \"512\"}\n", PromptFormat::Jsonl),
               HasSubstr("p.txt:1: size must be WIDTHxHEIGHT"));
   EXPECT_THAT(error_of("{\"steps\": 0}\n", PromptFormat::Jsonl),
-              HasSubstr("p.txt:1: steps must be between 1 and 1000000, got 0"));
+              HasSubstr("p.txt:1: steps must be between 1 and 10000, got 0"));
   EXPECT_THAT(error_of("{\"seed\": -5}\n", PromptFormat::Jsonl),
               HasSubstr("p.txt:1: seed must be -1"));
 }
@@ -92,17 +95,18 @@ TEST(PromptFile, A1111OptionLines) {
       "--prompt 'single quoted' --tiling true\n",
       PromptFormat::A1111);
   ASSERT_EQ(jobs.size(), 3u);
-  EXPECT_EQ(*jobs[0].prompt, "a castle, (sunset:1.2)");
-  EXPECT_EQ(*jobs[0].negative_prompt, "blurry low quality");
-  EXPECT_EQ(*jobs[0].steps, 20);
-  EXPECT_DOUBLE_EQ(*jobs[0].cfg_scale, 7.5);
-  EXPECT_EQ(*jobs[0].seed, 5);
-  EXPECT_EQ(*jobs[0].width, 96);
-  EXPECT_EQ(*jobs[0].height, 64);
-  EXPECT_EQ(*jobs[0].sampler, "DPM++ 2M Karras");
-  EXPECT_EQ(*jobs[0].batch_count, 6);
-  EXPECT_EQ(*jobs[1].prompt, "just a plain prompt");
-  EXPECT_EQ(*jobs[2].prompt, "single quoted");
+  const auto& j = jobs[0].params;
+  EXPECT_EQ(j.image.prompt, "a castle, (sunset:1.2)");
+  EXPECT_EQ(j.image.negative_prompt, "blurry low quality");
+  EXPECT_EQ(j.image.steps, 20);
+  EXPECT_DOUBLE_EQ(j.image.cfg_scale, 7.5);
+  EXPECT_EQ(j.image.seed, 5u);
+  EXPECT_EQ(j.image.width, 96);
+  EXPECT_EQ(j.image.height, 64);
+  EXPECT_EQ(j.image.sampler, "DPM++ 2M Karras");
+  EXPECT_EQ(j.batch_count, 6);
+  EXPECT_EQ(jobs[1].params.image.prompt, "just a plain prompt");
+  EXPECT_EQ(jobs[2].params.image.prompt, "single quoted");
   ASSERT_EQ(jobs[2].warnings.size(), 1u);
   EXPECT_THAT(jobs[2].warnings[0], HasSubstr("--tiling ignored"));
 }

@@ -53,7 +53,9 @@ TEST(Unicode, Whitespace) {
 }
 
 TEST(Unicode, Lower) {
-  auto lower = [](const std::string& s) { return u::encode_utf8(u::to_lower(u::decode_utf8(s))); };
+  auto lower = [](const std::string& s) {
+    return sdgen::utf8::encode(u::to_lower(sdgen::utf8::decode(s)));
+  };
   EXPECT_EQ(lower("ABC xyz 123"), "abc xyz 123");
   EXPECT_EQ(lower("\xC3\x84"), "\xC3\xA4");                  // Ä -> ä
   EXPECT_EQ(lower("\xC4\xB0"), "i\xCC\x87");                 // İ -> i + U+0307
@@ -75,26 +77,27 @@ TEST(Unicode, Lower) {
 
 TEST(Unicode, Utf8DecodeLikePythonReplace) {
   // Python: bytes.decode("utf-8", "replace")
-  EXPECT_EQ(u::decode_utf8("a\xC3\xA9z"), U"a\u00E9z");
-  EXPECT_EQ(u::decode_utf8("\xF0\x9F\x90\xB1"), U"\U0001F431");
-  EXPECT_EQ(u::decode_utf8("\xFF"), U"\uFFFD");
-  EXPECT_EQ(u::decode_utf8("\xC0\xAF"), U"\uFFFD\uFFFD");                      // overlong
-  EXPECT_EQ(u::decode_utf8("\xE0\x80\x80"), U"\uFFFD\uFFFD\uFFFD");            // overlong
-  EXPECT_EQ(u::decode_utf8("\xED\xA0\x80"), U"\uFFFD\uFFFD\uFFFD");            // surrogate
-  EXPECT_EQ(u::decode_utf8("\xF4\x90\x80\x80"), U"\uFFFD\uFFFD\uFFFD\uFFFD");  // > U+10FFFF
-  EXPECT_EQ(u::decode_utf8("\xF0\x9F\x90x"), U"\uFFFDx");  // truncated: one U+FFFD
-  EXPECT_EQ(u::decode_utf8("\xE2\x82"), U"\uFFFD");
-  EXPECT_EQ(u::decode_utf8(std::string("a\0b", 3)), std::u32string(U"a\0b", 3));
+  EXPECT_EQ(sdgen::utf8::decode("a\xC3\xA9z"), U"a\u00E9z");
+  EXPECT_EQ(sdgen::utf8::decode("\xF0\x9F\x90\xB1"), U"\U0001F431");
+  EXPECT_EQ(sdgen::utf8::decode("\xFF"), U"\uFFFD");
+  EXPECT_EQ(sdgen::utf8::decode("\xC0\xAF"), U"\uFFFD\uFFFD");                      // overlong
+  EXPECT_EQ(sdgen::utf8::decode("\xE0\x80\x80"), U"\uFFFD\uFFFD\uFFFD");            // overlong
+  EXPECT_EQ(sdgen::utf8::decode("\xED\xA0\x80"), U"\uFFFD\uFFFD\uFFFD");            // surrogate
+  EXPECT_EQ(sdgen::utf8::decode("\xF4\x90\x80\x80"), U"\uFFFD\uFFFD\uFFFD\uFFFD");  // > U+10FFFF
+  EXPECT_EQ(sdgen::utf8::decode("\xF0\x9F\x90x"), U"\uFFFDx");  // truncated: one U+FFFD
+  EXPECT_EQ(sdgen::utf8::decode("\xE2\x82"), U"\uFFFD");
+  EXPECT_EQ(sdgen::utf8::decode(std::string("a\0b", 3)), std::u32string(U"a\0b", 3));
   size_t bad = 0;
-  EXPECT_TRUE(u::is_valid_utf8("plain \xC3\xA9"));
-  EXPECT_FALSE(u::is_valid_utf8("ok\xC3", &bad));
+  EXPECT_TRUE(sdgen::utf8::is_valid("plain \xC3\xA9"));
+  EXPECT_FALSE(sdgen::utf8::is_valid("ok\xC3", &bad));
   EXPECT_EQ(bad, 2u);
 }
 
 TEST(Unicode, Utf8Encode) {
-  EXPECT_EQ(u::encode_utf8(U"a\u00E9\u6771\U0001F431"), "a\xC3\xA9\xE6\x9D\xB1\xF0\x9F\x90\xB1");
+  EXPECT_EQ(sdgen::utf8::encode(U"a\u00E9\u6771\U0001F431"),
+            "a\xC3\xA9\xE6\x9D\xB1\xF0\x9F\x90\xB1");
   std::string s;
-  u::append_utf8(s, 0xD800);
+  sdgen::utf8::append(s, 0xD800);
   EXPECT_EQ(s, "\xEF\xBF\xBD");
 }
 

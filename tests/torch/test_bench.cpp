@@ -13,10 +13,11 @@
 #include "sdgen/models/blocks.h"
 #include "sdgen/models/flops.h"
 #include "sdgen/models/fused.h"
-#include "sdgen/pipeline/bench.h"
 #include "sdgen/pipeline/cuda_graph.h"
 #include "sdgen/pipeline/pipeline.h"
 #include "sdgen/text/clip_tokenizer.h"
+#include "tools/bench.h"
+#include "tools/random_model.h"
 #include "torch_test_util.h"
 
 namespace sdgen {
@@ -84,7 +85,7 @@ TEST(BenchArch, RandomTinyUNetOutputIsFiniteAndOrderOne) {
     auto m = random_model(bench_architecture("tiny"), torch::kCPU, dtype, 1);
     auto x = torch::randn({2, 4, 8, 8}).to(dtype);
     auto ctx = torch::randn({2, 77, 32}).to(dtype);
-    auto out = m.unet->forward(x, torch::full({2}, 500.0), ctx).to(torch::kFloat);
+    auto out = m.unet->forward(x, torch::full({2}, 500.0), Conditioning(ctx)).to(torch::kFloat);
     ASSERT_TRUE(torch::isfinite(out).all().item<bool>()) << c10::toString(dtype);
     const double rms = out.pow(2).mean().sqrt().item<double>();
     EXPECT_GT(rms, 1e-3) << c10::toString(dtype);
@@ -100,14 +101,14 @@ TEST(BenchArch, ChannelsLastGivesTheSameOutput) {
   auto x = torch::randn({2, 4, 8, 8});
   auto t = torch::full({2}, 321.0);
   auto ctx = torch::randn({2, 77, 32});
-  auto ref_out = m.unet->forward(x, t, ctx);
+  auto ref_out = m.unet->forward(x, t, Conditioning(ctx));
   auto z = torch::randn({1, 4, 8, 8});
   auto ref_image = m.vae->decode(z);
   to_channels_last(*m.unet);
   to_channels_last(*m.vae);
   EXPECT_TRUE(
       m.unet->input_blocks->ptr(0)->parameters()[0].is_contiguous(at::MemoryFormat::ChannelsLast));
-  auto out = m.unet->forward(x.contiguous(at::MemoryFormat::ChannelsLast), t, ctx);
+  auto out = m.unet->forward(x.contiguous(at::MemoryFormat::ChannelsLast), t, Conditioning(ctx));
   EXPECT_LT(test::max_abs_diff(out, ref_out), 1e-4);
   auto image = m.vae->decode(z.contiguous(at::MemoryFormat::ChannelsLast));
   EXPECT_LT(test::max_abs_diff(image, ref_image), 1e-4);
@@ -124,7 +125,7 @@ TEST(BenchPipeline, UNetRunnerReplacesTheStep) {
   g.seed = 5;
   const auto plain = p.generate(g);
   int calls = 0;
-  p.set_unet_runner([&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c) {
+  p.set_unet_runner([&](const torch::Tensor& x, const torch::Tensor& t, const Conditioning& c) {
     ++calls;
     EXPECT_EQ(x.size(0), 2);  // cond + uncond
     return m.unet->forward(x, t, c);
@@ -145,14 +146,14 @@ TEST(BenchGraph, GuardedWithoutCuda) {
   EXPECT_FALSE(UNetGraph::available());
   auto m = random_model(bench_architecture("tiny"), torch::kCPU, torch::kFloat);
   auto x = torch::zeros({2, 4, 8, 8});
-  EXPECT_THROW(UNetGraph(m.unet, x, torch::zeros({2}), torch::zeros({2, 77, 32})),
+  EXPECT_THROW(UNetGraph(m.unet, x, torch::zeros({2}), Conditioning(torch::zeros({2, 77, 32}))),
                std::runtime_error);
 #endif
 }
 
 TEST(Fused, GroupNormSiluMatchesTheOps) {
   torch::NoGradGuard no_grad;
-  torch::nn::GroupNorm norm(torch::nn::GroupNormOptions(32, 128).eps(1e-5));
+  nn::GroupNorm norm(32, 128, 1e-5);
   norm->weight.uniform_(0.5, 1.5);
   norm->bias.uniform_(-0.5, 0.5);
   auto x = torch::randn({2, 128, 12, 10}) * 3 + 1;
@@ -160,7 +161,7 @@ TEST(Fused, GroupNormSiluMatchesTheOps) {
   EXPECT_TRUE(torch::equal(group_norm_silu(norm, x), want));  // the CPU takes the ops
   if (!torch::cuda::is_available() || !fused_kernels_available()) return;
   // the CUDA kernel against the float32 ops on the CPU, on the same (rounded) input
-  torch::nn::GroupNorm gpu(torch::nn::GroupNormOptions(32, 128).eps(1e-5));
+  nn::GroupNorm gpu(32, 128, 1e-5);
   gpu->weight.copy_(norm->weight);
   gpu->bias.copy_(norm->bias);
   gpu->to(torch::kCUDA);

@@ -36,7 +36,7 @@ TEST_F(CheckpointFiles, ReportsMissingUnexpectedAndMisshapedTogether) {
   LoadOptions o;
   o.model_path = path("bad.safetensors");
   try {
-    load_checkpoint(o);
+    load_model(o);
     FAIL() << "loaded a broken checkpoint";
   } catch (const CheckpointError& e) {
     const std::string m = e.what();
@@ -60,7 +60,7 @@ TEST_F(CheckpointFiles, HalfPrecisionFileLoadsAsFloat32) {
   LoadOptions o;
   o.model_path = path("half.safetensors");
   o.config_path = ref("tiny-sd1.json");
-  auto m = load_checkpoint(o);
+  auto m = load_model(o);
   const auto& w = m.unet->named_parameters()["input_blocks.0.0.weight"];
   EXPECT_EQ(w.scalar_type(), torch::kFloat);
   EXPECT_TRUE(torch::equal(
@@ -81,7 +81,7 @@ TEST_F(CheckpointFiles, SeparateVaeReplacesTheCheckpointVae) {
   LoadOptions o;
   o.model_path = ref("tiny-sd1.safetensors");
   o.vae_path = path("vae.safetensors");
-  auto m = load_checkpoint(o);
+  auto m = load_model(o);
   torch::NoGradGuard g;
   auto z = rt("vae_io.safetensors", "dec_a.z");
   auto want = rt("vae_io.safetensors", "dec_a.image") * 2;
@@ -91,7 +91,7 @@ TEST_F(CheckpointFiles, SeparateVaeReplacesTheCheckpointVae) {
   save_tensors(path("vae2.safetensors"), vae);
   o.vae_path = path("vae2.safetensors");
   try {
-    load_checkpoint(o);
+    load_model(o);
     FAIL();
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("vae2.safetensors"), std::string::npos);
@@ -104,7 +104,7 @@ TEST_F(CheckpointFiles, NotAnSdCheckpointSaysSo) {
   LoadOptions o;
   o.model_path = path("other.safetensors");
   try {
-    load_checkpoint(o);
+    load_model(o);
     FAIL();
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("model.diffusion_model"), std::string::npos) << e.what();
@@ -117,12 +117,12 @@ TEST_F(CheckpointFiles, ConfigJsonOverridesHeads) {
   LoadOptions o;
   o.model_path = ref("tiny-sd1.safetensors");
   o.config_path = ref("tiny-sd1.json");
-  auto a = load_checkpoint(o);
+  auto a = load_model(o);
   EXPECT_EQ(a.config.unet.heads_for(64), 2);
   EXPECT_EQ(a.config.text.heads, 2);
   std::ofstream(path("four.json")) << R"({"unet": {"num_heads": 4}, "text_encoder": {"heads": 4}})";
   o.config_path = path("four.json");
-  auto b = load_checkpoint(o);
+  auto b = load_model(o);
   EXPECT_EQ(b.config.unet.heads_for(64), 4);
   EXPECT_EQ(b.config.text.heads, 4);
   torch::NoGradGuard g;

@@ -15,7 +15,7 @@ LoadedModel load_on(torch::Device device, torch::ScalarType dtype) {
   o.model_path = ref("tiny-sd1.safetensors");
   o.device = device;
   o.dtype = dtype;
-  return load_checkpoint(o);
+  return load_model(o);
 }
 
 class Cuda : public ::testing::TestWithParam<torch::ScalarType> {
@@ -33,7 +33,7 @@ TEST_P(Cuda, UNetMatchesReference) {
   for (const std::string c : {"a", "b"}) {
     auto eps = m.unet->forward(rt(f, c + ".x").to(torch::kCUDA, dtype),
                                rt(f, c + ".timesteps").to(torch::kCUDA),
-                               rt(f, c + ".context").to(torch::kCUDA, dtype));
+                               Conditioning(rt(f, c + ".context").to(torch::kCUDA, dtype)));
     const auto& want = rt(f, c + ".eps");
     const double err = max_abs_diff(eps.to(torch::kFloat), want);
     if (dtype == torch::kFloat) {

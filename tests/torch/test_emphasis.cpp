@@ -40,11 +40,11 @@ std::string long_prompt(int pairs) {
 TEST(Emphasis, TwoHundredTokensGiveThreeChunksAnd231Tokens) {
   auto& p = pipeline();
   const auto prompt = long_prompt(100);
-  const auto chunks = p.prompt_chunks(prompt);
+  const auto chunks = p.prompts().chunks(prompt);
   ASSERT_EQ(chunks.size(), 3u);
   EXPECT_EQ(chunks[2].prompt_tokens, 50u);
-  EXPECT_EQ(p.token_ids(prompt).size(), 231u);
-  const auto z = p.encode_prompt(prompt, 1);
+  EXPECT_EQ(p.prompts().token_ids(prompt).size(), 231u);
+  const auto z = p.prompts().encode(prompt, 1).context;
   EXPECT_EQ(z.sizes(), (std::vector<int64_t>{1, 231, p.config().text.width}));
   // every chunk is encoded on its own
   for (int k = 0; k < 3; ++k)
@@ -56,14 +56,16 @@ TEST(Emphasis, UnitWeightsGiveExactlyThePlainEncoding) {
   const std::string prompt = "a red fox sitting in a snowy forest, digital art";
   const auto tok = ClipTokenizer::from_path(ref("clip_vocab/bpe_simple_vocab_16e6.txt.gz"));
   const auto ids = frame_ids(tok->encode(prompt), 49406, 49407, 49407, 77);
-  EXPECT_EQ(p.token_ids(prompt), ids);
-  EXPECT_TRUE(torch::equal(p.encode_prompt(prompt, 1), plain(ids)));
-  EXPECT_TRUE(torch::equal(p.encode_prompt(prompt, 2), plain(ids, 2)));
+  EXPECT_EQ(p.prompts().token_ids(prompt), ids);
+  EXPECT_TRUE(torch::equal(p.prompts().encode(prompt, 1).context, plain(ids)));
+  EXPECT_TRUE(torch::equal(p.prompts().encode(prompt, 2).context, plain(ids, 2)));
   // brackets whose weights cancel out, and escaped brackets under "none"
   EXPECT_TRUE(torch::equal(
-      p.encode_prompt("a red fox [(sitting)] in a snowy forest, digital art", 1), plain(ids)));
+      p.prompts().encode("a red fox [(sitting)] in a snowy forest, digital art", 1).context,
+      plain(ids)));
   const auto literal = frame_ids(tok->encode("a (fox:1.5)"), 49406, 49407, 49407, 77);
-  EXPECT_TRUE(torch::equal(p.encode_prompt("a (fox:1.5)", 1, {}, Emphasis::kNone), plain(literal)));
+  EXPECT_TRUE(
+      torch::equal(p.prompts().encode("a (fox:1.5)", 1, Emphasis::kNone).context, plain(literal)));
   // apply_emphasis with all weights 1 is the identity, bit for bit
   const auto z = plain(ids);
   EXPECT_TRUE(torch::equal(apply_emphasis(z, std::vector<double>(77, 1.0)), z));
@@ -72,13 +74,13 @@ TEST(Emphasis, UnitWeightsGiveExactlyThePlainEncoding) {
 TEST(Emphasis, WeightsMultiplyAndTheMeanIsRestored) {
   auto& p = pipeline();
   const std::string prompt = "a (red:1.5) fox [in] the snow";
-  const auto chunks = p.prompt_chunks(prompt);
+  const auto chunks = p.prompts().chunks(prompt);
   ASSERT_EQ(chunks.size(), 1u);
   const auto& w = chunks[0].weights;
   EXPECT_EQ(w[2], 1.5);      // "red"
   EXPECT_EQ(w[4], 1 / 1.1);  // "in"
   const auto z0 = plain(chunks[0].ids).to(torch::kDouble);
-  const auto z = p.encode_prompt(prompt, 1).to(torch::kDouble);
+  const auto z = p.prompts().encode(prompt, 1).context.to(torch::kDouble);
   // z = z0 * w * s with one scale s = mean(z0) / mean(z0 * w) for the whole chunk
   EXPECT_NEAR(z.mean().item<double>(), z0.mean().item<double>(),
               1e-6 * z0.abs().mean().item<double>());
@@ -99,9 +101,9 @@ TEST(Emphasis, MeanIsRestoredPerChunk) {
   auto& p = pipeline();
   // chunk 1 weighted, chunk 2 plain: chunk 2 must be its plain encoding, untouched by chunk 1
   const std::string prompt = "(" + long_prompt(30) + ":1.4) BREAK a fox";
-  const auto chunks = p.prompt_chunks(prompt);
+  const auto chunks = p.prompts().chunks(prompt);
   ASSERT_EQ(chunks.size(), 2u);
-  const auto z = p.encode_prompt(prompt, 1);
+  const auto z = p.prompts().encode(prompt, 1).context;
   ASSERT_EQ(z.size(1), 154);
   EXPECT_TRUE(torch::equal(z.slice(1, 77, 154), plain(chunks[1].ids)));
   const auto z0 = plain(chunks[0].ids).to(torch::kDouble);
@@ -113,16 +115,17 @@ TEST(Emphasis, MeanIsRestoredPerChunk) {
 
 TEST(Emphasis, PadContextAppendsEmptyChunks) {
   auto& p = pipeline();
-  const auto empty = p.encode_prompt("", 1);
-  const auto cond = p.encode_prompt(long_prompt(100), 1);  // 3 chunks
-  const auto uncond = p.encode_prompt("blurry", 1);        // 1 chunk
-  const auto padded = pad_context(uncond, cond.size(1), empty);
+  const auto empty = p.prompts().encode("", 1).context;
+  const auto cond = p.prompts().encode(long_prompt(100), 1).context;  // 3 chunks
+  const auto uncond = p.prompts().encode("blurry", 1).context;        // 1 chunk
+  const auto padded = pad_tokens(Conditioning(uncond), cond.size(1), Conditioning(empty)).context;
   ASSERT_EQ(padded.sizes(), cond.sizes());
   EXPECT_TRUE(torch::equal(padded.slice(1, 0, 77), uncond));
   EXPECT_TRUE(torch::equal(padded.slice(1, 77, 154), empty));
   EXPECT_TRUE(torch::equal(padded.slice(1, 154, 231), empty));
-  EXPECT_TRUE(torch::equal(pad_context(cond, cond.size(1), empty), cond));
-  EXPECT_THROW(pad_context(uncond, 100, empty), std::invalid_argument);
+  EXPECT_TRUE(torch::equal(
+      pad_tokens(Conditioning(cond), cond.size(1), Conditioning(empty)).context, cond));
+  EXPECT_THROW(pad_tokens(Conditioning(uncond), 100, Conditioning(empty)), std::invalid_argument);
 }
 
 TEST(Emphasis, GenerateBatchesPromptsOfDifferentLengths) {
@@ -141,9 +144,9 @@ TEST(Emphasis, GenerateBatchesPromptsOfDifferentLengths) {
   // image as when the negative is written out as two chunks with an empty second one
   std::swap(params.prompt, params.negative_prompt);
   params.negative_prompt = "blurry BREAK";
-  EXPECT_EQ(p.prompt_chunks(params.negative_prompt).size(), 1u);  // a trailing BREAK adds none
+  EXPECT_EQ(p.prompts().chunks(params.negative_prompt).size(), 1u);  // a trailing BREAK adds none
   params.negative_prompt = "blurry BREAK BREAK";
-  ASSERT_EQ(p.prompt_chunks(params.negative_prompt).size(), 2u);
+  ASSERT_EQ(p.prompts().chunks(params.negative_prompt).size(), 2u);
   EXPECT_EQ(p.generate(params).rgb, a.rgb);
   params.emphasis = "bogus";
   EXPECT_THROW(p.resolve(params), std::invalid_argument);
@@ -155,16 +158,17 @@ TEST(Emphasis, Infotext) {
   params.steps = 20;
   params.seed = 1;
   params.width = params.height = 512;
-  auto text = format_infotext(make_infotext(params, "m", ""));
+  auto text = format_infotext(make_infotext(params, {"m", "", ""}));
   EXPECT_EQ(text.find("Emphasis"), std::string::npos) << text;  // the default is not written
   params.emphasis = "none";
   params.clip_skip = 2;
-  text = format_infotext(make_infotext(params, "m", ""));
+  text = format_infotext(make_infotext(params, {"m", "", ""}));
   EXPECT_NE(text.find("Clip skip: 2, Emphasis: None,"), std::string::npos) << text;
   params.prompt = "a fox";  // A1111 writes it only when a prompt holds '(' or '['
-  EXPECT_EQ(format_infotext(make_infotext(params, "m", "")).find("Emphasis"), std::string::npos);
+  EXPECT_EQ(format_infotext(make_infotext(params, {"m", "", ""})).find("Emphasis"),
+            std::string::npos);
   params.negative_prompt = "[blurry]";
-  EXPECT_NE(format_infotext(make_infotext(params, "m", "")).find("Emphasis: None"),
+  EXPECT_NE(format_infotext(make_infotext(params, {"m", "", ""})).find("Emphasis: None"),
             std::string::npos);
 }
 

@@ -45,8 +45,8 @@ void check_unet_case(const std::string& c) {
   auto& m = tiny_sd1();
   const std::string f = "unet_io.safetensors";
   std::vector<std::pair<std::string, torch::Tensor>> blocks;
-  auto eps =
-      m.unet->forward(rt(f, c + ".x"), rt(f, c + ".timesteps"), rt(f, c + ".context"), &blocks);
+  auto eps = m.unet->forward(rt(f, c + ".x"), rt(f, c + ".timesteps"),
+                             Conditioning(rt(f, c + ".context")), &blocks);
   EXPECT_LT(max_abs_diff(eps, rt(f, c + ".eps")), kTol);
   EXPECT_EQ(expect_blocks_match(blocks, f, c, kTol),
             13);  // 6 input blocks, the middle block, 6 output blocks
@@ -62,7 +62,7 @@ TEST(ModelsTiny, UNetHandlesLatentSidesNotDivisibleByDownsampling) {
   torch::NoGradGuard g;
   auto& m = tiny_sd1();
   auto x = torch::randn({1, 4, 9, 13});
-  auto eps = m.unet->forward(x, torch::tensor({500.f}), torch::randn({1, 77, 32}));
+  auto eps = m.unet->forward(x, torch::tensor({500.f}), Conditioning(torch::randn({1, 77, 32})));
   EXPECT_EQ(eps.sizes(), x.sizes());
   EXPECT_TRUE(torch::isfinite(eps).all().item<bool>());
 }

@@ -34,10 +34,10 @@ std::vector<int64_t> as_ids(const torch::Tensor& t) {
 
 TEST(PipelineE2E, TokensAndContexts) {
   auto& p = tiny_pipeline();
-  EXPECT_EQ(p.token_ids(kPrompt), as_ids(rt(kE2E, "cond.input_ids")));
-  EXPECT_EQ(p.token_ids(""), as_ids(rt(kE2E, "uncond.input_ids")));
-  EXPECT_LT(max_abs_diff(p.encode_prompt(kPrompt, 1), rt(kE2E, "cond.context")), 1e-4);
-  EXPECT_LT(max_abs_diff(p.encode_prompt("", 1), rt(kE2E, "uncond.context")), 1e-4);
+  EXPECT_EQ(p.prompts().token_ids(kPrompt), as_ids(rt(kE2E, "cond.input_ids")));
+  EXPECT_EQ(p.prompts().token_ids(""), as_ids(rt(kE2E, "uncond.input_ids")));
+  EXPECT_LT(max_abs_diff(p.prompts().encode(kPrompt, 1).context, rt(kE2E, "cond.context")), 1e-4);
+  EXPECT_LT(max_abs_diff(p.prompts().encode("", 1).context, rt(kE2E, "uncond.context")), 1e-4);
 }
 
 TEST(PipelineE2E, EulerStepsLatentAndImage) {
@@ -49,7 +49,7 @@ TEST(PipelineE2E, EulerStepsLatentAndImage) {
   auto noise = torch::randn({1, 4, 8, 8}, gen, torch::TensorOptions().dtype(torch::kFloat));
   EXPECT_TRUE(torch::equal(noise, rt(kE2E, "noise")));
 
-  auto model = p.guided_denoiser(rt(kE2E, "cond.context"), rt(kE2E, "uncond.context"), 7.5);
+  auto model = guided_denoiser(p, rt(kE2E, "cond.context"), rt(kE2E, "uncond.context"), 7.5);
   std::vector<torch::Tensor> denoised;
   Denoiser recording = [&](const torch::Tensor& x, const torch::Tensor& s) {
     denoised.push_back(model(x, s));
@@ -131,7 +131,7 @@ TEST(PipelineE2E, InfotextNamesSamplerAndSchedule) {
   params.seed = 42;
   params.width = 512;
   params.height = 768;
-  EXPECT_EQ(format_infotext(make_infotext(params, "tiny-sd1", "da1c81e326")),
+  EXPECT_EQ(format_infotext(make_infotext(params, {"tiny-sd1", "da1c81e326", ""})),
             "a fox\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, Schedule type: Karras, "
             "CFG scale: 7.5, Seed: 42, Size: 512x768, Model hash: da1c81e326, Model: tiny-sd1, "
             "Version: sdgen 0.1.0");

@@ -218,11 +218,12 @@ TEST(GuidedEpsModel, CfgInEpsSpaceOnTheRawUNet) {
   auto uncond = context.narrow(0, 0, 1), cond = context.narrow(0, 1, 1);
   auto x = rt("unet_io.safetensors", "a.x").narrow(0, 0, 1);
   auto t = torch::full({1}, 981.0f);
-  auto e_u = unet->forward(x, t, uncond), e_c = unet->forward(x, t, cond);
+  auto e_u = unet->forward(x, t, Conditioning(uncond)),
+       e_c = unet->forward(x, t, Conditioning(cond));
   auto& p = tiny_pipeline();
-  auto guided = p.guided_eps_model(cond, uncond, 7.0)(x, t);
+  auto guided = guided_eps_model(p, cond, uncond, 7.0)(x, t);
   EXPECT_LT(max_abs_diff(guided, e_u + 7.0 * (e_c - e_u)), 1e-4);
-  auto single = p.guided_eps_model(cond, uncond, 1.0)(x, t);
+  auto single = guided_eps_model(p, cond, uncond, 1.0)(x, t);
   EXPECT_LT(max_abs_diff(single, e_c), 1e-5);
 }
 
@@ -232,8 +233,8 @@ TEST(GuidedEpsModel, CfgInEpsSpaceOnTheRawUNet) {
 TEST(GuidedEpsModel, DdimMatchesEulerThroughTheDenoiser) {
   torch::NoGradGuard g;
   auto& p = tiny_pipeline();
-  auto cond = p.encode_prompt("a red fox in the snow", 1);
-  auto uncond = p.encode_prompt("", 1);
+  auto cond = p.prompts().encode("a red fox in the snow", 1).context;
+  auto uncond = p.prompts().encode("", 1).context;
   const auto& s = p.schedule();
   const int steps = 6;
   const auto ts = compvis_timesteps(steps);
@@ -244,10 +245,10 @@ TEST(GuidedEpsModel, DdimMatchesEulerThroughTheDenoiser) {
   auto gen = at::detail::createCPUGenerator(77);
   auto noise = torch::randn({1, 4, 8, 8}, gen, torch::TensorOptions().dtype(torch::kFloat));
   for (const char* prediction : {"eps", "v"}) {
-    auto ddim = run_timestep_sampler("ddim", p.guided_eps_model(cond, uncond, 5.0, prediction),
+    auto ddim = run_timestep_sampler("ddim", guided_eps_model(p, cond, uncond, 5.0, prediction),
                                      noise, s.alphas_cumprod(), steps, {});
     auto x_k = noise * std::sqrt(1.0 + sig[0] * sig[0]);
-    auto euler = sample_euler(p.guided_denoiser(cond, uncond, 5.0, prediction), x_k, sigmas) /
+    auto euler = sample_euler(guided_denoiser(p, cond, uncond, 5.0, prediction), x_k, sigmas) /
                  std::sqrt(1.0 + sig.back() * sig.back());
     EXPECT_LT(max_abs_diff(ddim, euler), 1e-4 * ddim.abs().max().item<double>()) << prediction;
   }

@@ -147,13 +147,13 @@ TEST(SamplerInfotext, ScheduleTypeAndEtaAsA1111) {
   p.scheduler = "karras";
   p.seed = 1;
   p.width = p.height = 512;
-  const auto text = format_infotext(make_infotext(p, "m", ""));
+  const auto text = format_infotext(make_infotext(p, {"m", "", ""}));
   EXPECT_NE(text.find("Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7,"),
             std::string::npos)
       << text;
   p.sampler = "ddim";
   p.sampler_options.eta = 0.25;
-  const auto ddim = format_infotext(make_infotext(p, "m", ""));
+  const auto ddim = format_infotext(make_infotext(p, {"m", "", ""}));
   EXPECT_NE(ddim.find("Sampler: DDIM, CFG scale"), std::string::npos) << ddim;
   EXPECT_NE(ddim.find("Eta DDIM: 0.25"), std::string::npos) << ddim;
 }

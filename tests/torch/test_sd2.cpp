@@ -30,7 +30,7 @@ LoadedModel load_sd2(const std::string& prediction = "") {
   LoadOptions o;
   o.model_path = ref("sd2/tiny-sd2.safetensors");
   o.prediction = prediction;
-  return load_checkpoint(o);
+  return load_model(o);
 }
 
 LoadedModel& tiny_sd2() {
@@ -94,16 +94,17 @@ TEST(Sd2, ConfigFromShapesAndSidecarJson) {
   EXPECT_EQ(m.text->max_clip_skip(), 2);
   EXPECT_EQ(m.text->pad_id(49407), 0);
   // Without the JSON the documented guesses give the same heads, with a note.
-  auto file = SafetensorsFile::open(ref("sd2/tiny-sd2.safetensors"));
+  const auto file = TensorSource::open_file(ref("sd2/tiny-sd2.safetensors"));
+  const ModelFamily& family = detect_family(file);
+  EXPECT_EQ(family.name, "sd2");
   std::vector<std::string> notes;
-  auto guessed = infer_sd2_config(*file, nullptr, &notes);
+  auto guessed = family.infer_config(file, nullptr, &notes);
   EXPECT_EQ(guessed.text.heads, 2);
   EXPECT_EQ(guessed.unet.num_head_channels, 16);
   EXPECT_TRUE(guessed.prediction.empty());
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0].find("16 channels wide"), std::string::npos) << notes[0];
-  EXPECT_TRUE(is_sd2_checkpoint(*file));
-  EXPECT_FALSE(is_sd2_checkpoint(*SafetensorsFile::open(ref("tiny-sd1.safetensors"))));
+  EXPECT_EQ(detect_family(TensorSource::open_file(ref("tiny-sd1.safetensors"))).name, "sd1");
 }
 
 TEST(Sd2, PredictionByA1111TestIsEpsHere) {
@@ -136,7 +137,7 @@ TEST(Sd2, TokenIdsPaddedWithZero) {
     const bool plain = prompt.find_first_of("()[]\\") == std::string::npos &&
                        prompt.find("BREAK") == std::string::npos;
     if (plain && !c.at("truncated").get<bool>()) {
-      EXPECT_EQ(sd2_pipeline().token_ids(prompt), want) << prompt;
+      EXPECT_EQ(sd2_pipeline().prompts().token_ids(prompt), want) << prompt;
       ++through_pipeline;
     }
     ++checked;
@@ -175,7 +176,7 @@ void check_unet_case(const std::string& c) {
   const auto& ts = rt(f, c + ".timesteps");
   const auto& ctx = rt(f, c + ".context");
   std::vector<std::pair<std::string, torch::Tensor>> blocks;
-  auto out = unet->forward(x, ts, ctx, &blocks);
+  auto out = unet->forward(x, ts, Conditioning(ctx), &blocks);
   EXPECT_LT(max_abs_diff(out, rt(f, c + ".out")), kTol);
   EXPECT_EQ(expect_blocks_match(blocks, f, c, kTol),
             9);  // 4 input blocks, the middle block, 4 output blocks
@@ -207,7 +208,8 @@ TEST(Sd2, UNetTakesEverySizeMultipleOfEight) {
   torch::NoGradGuard g;
   for (auto [h, w] : {std::pair<int, int>{9, 13}, {1, 1}, {3, 8}}) {
     auto x = torch::randn({1, 4, h, w});
-    auto out = tiny_sd2().unet->forward(x, torch::tensor({500.f}), torch::randn({1, 77, 32}));
+    auto out = tiny_sd2().unet->forward(x, torch::tensor({500.f}),
+                                        Conditioning(torch::randn({1, 77, 32})));
     EXPECT_EQ(out.sizes(), x.sizes());
     EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
   }
@@ -217,15 +219,15 @@ TEST(Sd2, UNetTakesEverySizeMultipleOfEight) {
 void check_e2e_steps(const std::string& file, const std::string& prediction) {
   torch::NoGradGuard g;
   auto& p = sd2_pipeline();
-  EXPECT_EQ(p.token_ids(kPrompt), as_ids(rt(file, "cond.input_ids")));
-  EXPECT_EQ(p.token_ids(""), as_ids(rt(file, "uncond.input_ids")));
-  EXPECT_LT(max_abs_diff(p.encode_prompt(kPrompt, 1), rt(file, "cond.context")), kTol);
-  EXPECT_LT(max_abs_diff(p.encode_prompt("", 1), rt(file, "uncond.context")), kTol);
+  EXPECT_EQ(p.prompts().token_ids(kPrompt), as_ids(rt(file, "cond.input_ids")));
+  EXPECT_EQ(p.prompts().token_ids(""), as_ids(rt(file, "uncond.input_ids")));
+  EXPECT_LT(max_abs_diff(p.prompts().encode(kPrompt, 1).context, rt(file, "cond.context")), kTol);
+  EXPECT_LT(max_abs_diff(p.prompts().encode("", 1).context, rt(file, "uncond.context")), kTol);
   auto sigmas = make_sigmas("discrete", p.schedule(), 6);
   EXPECT_LT(max_abs_diff(sigmas, rt(file, "sigmas")), 1e-6 * 14.62);
 
   auto model =
-      p.guided_denoiser(rt(file, "cond.context"), rt(file, "uncond.context"), 7.5, prediction);
+      guided_denoiser(p, rt(file, "cond.context"), rt(file, "uncond.context"), 7.5, prediction);
   const auto& ref_x = rt(file, "steps.x");
   const auto& ref_d = rt(file, "steps.denoised_cfg");
   for (int i = 0; i < 6; ++i) {
@@ -257,12 +259,12 @@ TEST(Sd2E2E, VDenoiserIsNotTheEpsDenoiser) {
   auto ctx_c = rt(f, "cond.context"), ctx_u = rt(f, "uncond.context");
   auto x = rt(f, "steps.x")[0];
   auto s = rt(f, "steps.sigma")[0].reshape({1});
-  EXPECT_GT(max_abs_diff(p.guided_denoiser(ctx_c, ctx_u, 7.5, "v")(x, s),
-                         p.guided_denoiser(ctx_c, ctx_u, 7.5, "eps")(x, s)),
+  EXPECT_GT(max_abs_diff(guided_denoiser(p, ctx_c, ctx_u, 7.5, "v")(x, s),
+                         guided_denoiser(p, ctx_c, ctx_u, 7.5, "eps")(x, s)),
             1.0);
   // Without an explicit prediction the model's (eps here) is used.
-  EXPECT_LT(max_abs_diff(p.guided_denoiser(ctx_c, ctx_u, 7.5)(x, s),
-                         p.guided_denoiser(ctx_c, ctx_u, 7.5, "eps")(x, s)),
+  EXPECT_LT(max_abs_diff(guided_denoiser(p, ctx_c, ctx_u, 7.5)(x, s),
+                         guided_denoiser(p, ctx_c, ctx_u, 7.5, "eps")(x, s)),
             1e-6);
 }
 
@@ -322,7 +324,7 @@ TEST(Sd2E2E, InfotextRecordsPrediction) {
   params.seed = 42;
   params.width = params.height = 768;
   params.prediction = "v";
-  EXPECT_EQ(format_infotext(make_infotext(params, "tiny-sd2", "")),
+  EXPECT_EQ(format_infotext(make_infotext(params, {"tiny-sd2", "", ""})),
             "a fox\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 42, Size: 768x768, Model: "
             "tiny-sd2, Prediction: v, Version: sdgen 0.1.0");
 }
@@ -348,7 +350,7 @@ class Sd2Files : public ::testing::Test {
     LoadOptions o;
     o.model_path = model;
     o.config_path = config;
-    return load_checkpoint(o);
+    return load_model(o);
   }
   std::filesystem::path dir;
   std::string model;

@@ -9,8 +9,9 @@
 
 #include <torch/torch.h>
 
-#include "sdgen/io/checkpoint.h"
 #include "sdgen/io/tensor_io.h"
+#include "sdgen/loading/model_loader.h"
+#include "sdgen/pipeline/pipeline.h"
 
 namespace sdgen::test {
 
@@ -30,9 +31,21 @@ inline LoadedModel& tiny_sd1() {
   static LoadedModel m = [] {
     LoadOptions o;
     o.model_path = ref("tiny-sd1.safetensors");
-    return load_checkpoint(o);
+    return load_model(o);
   }();
   return m;
+}
+
+// The pipeline's guided denoiser over plain contexts, as a k-diffusion Denoiser and as the
+// CompVis EpsModel adapter.
+inline Denoiser guided_denoiser(Pipeline& p, const torch::Tensor& cond, const torch::Tensor& uncond,
+                                double cfg, const std::string& prediction = "") {
+  return p.guided(Conditioning(cond), Conditioning(uncond), cfg, prediction).denoiser();
+}
+inline EpsModel guided_eps_model(Pipeline& p, const torch::Tensor& cond,
+                                 const torch::Tensor& uncond, double cfg,
+                                 const std::string& prediction = "") {
+  return p.guided(Conditioning(cond), Conditioning(uncond), cfg, prediction).eps_model();
 }
 
 inline const std::map<std::string, torch::Tensor>& ref_tensors(const std::string& rel) {

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sdgen/data/scene_score.h"
-#include "sdgen/io/checkpoint.h"
+#include "sdgen/loading/model_loader.h"
 #include "torch/cli_test_util.h"
 #include "train/evaluate.h"
 #include "train_test_util.h"
@@ -48,7 +48,7 @@ TEST(DefaultModel, HeldOutScenesScore) {
   SDGEN_REQUIRE_SPM();
   LoadOptions lo;
   lo.model_path = kDir + "/model.safetensors";
-  auto model = load_checkpoint(lo);
+  auto model = load_model(lo);
   data::DatasetOptions d;
   d.seed = 1;
   d.image_size = model.config.native_size;

@@ -1,12 +1,12 @@
 // sdgen-train's training on a tiny configuration: losses fall, the checkpoint loads through
-// load_checkpoint and the pipeline renders an image of the right size with it.
+// load_model and the pipeline renders an image of the right size with it.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
 #include <numeric>
 
-#include "sdgen/io/checkpoint.h"
+#include "sdgen/loading/model_loader.h"
 #include "sdgen/pipeline/pipeline.h"
 #include "train/train.h"
 #include "train_test_util.h"
@@ -117,15 +117,17 @@ TEST(Training, TextEncoderLoadsIntoMorePositions) {
   const int64_t n = config.text.max_positions;
   torch::manual_seed(0);
   ClipTextModel saved(config.text);
+  train::init_for_training(*saved);
   const std::string path = dir + "/text.safetensors";
   train::save_checkpoint(path, &saved, nullptr, nullptr, torch::kFloat);
 
   auto wide_config = config.text;
   wide_config.max_positions = static_cast<int>(2 * n);
   ClipTextModel wide(wide_config);
+  train::init_for_training(*wide);
   const std::string pos = "embeddings.position_embedding.weight";
   const auto fresh = wide->named_parameters()[pos].clone();
-  train::load_text_encoder(wide, path, kClipPrefix);
+  train::load_text_encoder(wide, path);
   auto loaded = wide->named_parameters();
   for (const auto& kv : saved->named_parameters()) {
     const auto& t = loaded[kv.key()];
@@ -142,7 +144,7 @@ TEST(Training, TextEncoderLoadsIntoMorePositions) {
   short_config.max_positions = static_cast<int>(n / 2);
   ClipTextModel short_text(short_config);
   try {
-    train::load_text_encoder(short_text, path, kClipPrefix);
+    train::load_text_encoder(short_text, path);
     FAIL() << "loaded " << n << " positions into " << n / 2;
   } catch (const std::runtime_error& e) {
     const std::string m = e.what();
@@ -162,6 +164,10 @@ TEST(Training, UNetLossFallsAndTheCheckpointRendersThroughThePipeline) {
   AutoencoderKL vae(config.vae);
   ClipTextModel text(config.text);
   UNetModel unet(config.unet);
+  for (torch::nn::Module* m :
+       {static_cast<torch::nn::Module*>(vae.get()), static_cast<torch::nn::Module*>(text.get()),
+        static_cast<torch::nn::Module*>(unet.get())})
+    train::init_for_training(*m);
   train::TrainOptions o;
   o.steps = 40;
   o.batch = 8;
@@ -188,14 +194,15 @@ TEST(Training, UNetLossFallsAndTheCheckpointRendersThroughThePipeline) {
   train::save_config(dir + "/tiny.json", config, {{"tokenizer", "tokenizer.model"}});
   {
     auto file = SafetensorsFile::open(path);
-    EXPECT_TRUE(file->find(std::string(kClipPrefix) + "embeddings.token_embedding.weight"));
-    EXPECT_TRUE(file->find(std::string(kUNetPrefix) + "input_blocks.0.0.weight"));
-    EXPECT_TRUE(file->find(std::string(kVaePrefix) + "decoder.conv_in.weight"));
-    EXPECT_EQ(file->find(std::string(kUNetPrefix) + "out.2.weight")->dtype, DType::F16);
+    EXPECT_TRUE(
+        file->find("cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"));
+    EXPECT_TRUE(file->find("model.diffusion_model.input_blocks.0.0.weight"));
+    EXPECT_TRUE(file->find("first_stage_model.decoder.conv_in.weight"));
+    EXPECT_EQ(file->find("model.diffusion_model.out.2.weight")->dtype, DType::F16);
   }
   LoadOptions lo;
   lo.model_path = path;
-  auto model = load_checkpoint(lo);
+  auto model = load_model(lo);
   EXPECT_EQ(model.config.native_size, 32);
   EXPECT_EQ(model.config.text.heads, 2);
   EXPECT_NEAR(model.config.vae.scale_factor, r.scale_factor, 1e-9);

@@ -14,9 +14,10 @@ namespace sdgen {
 // for dtypes libtorch lacks (U16, U32, U64, F8 on older libtorch).
 torch::ScalarType torch_dtype(DType d, const std::string& file, const std::string& tensor);
 
-// A CPU tensor viewing the file's mapping without a copy; it keeps the file mapped while alive.
-// Read-only: never write through it.
-torch::Tensor tensor_view(const std::shared_ptr<SafetensorsFile>& file, const TensorInfo& info);
+// Copies the stored tensor `info` of `file` into `dst` (of the same shape; any dtype and
+// device), converting as Tensor::copy_ does. The read-only mapping is read through a view
+// that never leaves this function, so nothing can write into it.
+void copy_stored(const SafetensorsFile& file, const TensorInfo& info, torch::Tensor& dst);
 
 // Every tensor of a file, as owned CPU tensors in their stored dtype.
 std::map<std::string, torch::Tensor> load_tensors(const std::string& path);

@@ -3,6 +3,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "sdgen/models/layers.h"
+
 namespace sdgen {
 
 // Softmax attention. q: [B, H, Nq, D], k/v: [B, H, Nk, D] -> [B, H, Nq, D].
@@ -17,14 +19,12 @@ torch::Tensor split_heads(const torch::Tensor& x, int64_t heads);
 torch::Tensor merge_heads(const torch::Tensor& x);
 
 // GroupNorm computed in float32 whatever the input dtype (CompVis GroupNorm32), cast back.
-torch::Tensor group_norm_f32(const torch::nn::GroupNorm& norm, const torch::Tensor& x);
+torch::Tensor group_norm_f32(const nn::GroupNorm& norm, const torch::Tensor& x);
 
 // x * sigmoid(x), as the LDM code writes it.
 inline torch::Tensor swish(const torch::Tensor& x) { return x * torch::sigmoid(x); }
 
-torch::nn::Conv2d conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
-                         int64_t padding = 0);
-torch::nn::GroupNorm group_norm(int64_t channels, double eps, int64_t groups = 32);
+nn::GroupNorm group_norm(int64_t channels, double eps, int64_t groups = 32);
 
 // Cross-attention of the SD transformer blocks: to_q/to_k/to_v without bias, to_out.0.
 class CrossAttentionImpl : public torch::nn::Module {
@@ -32,7 +32,7 @@ class CrossAttentionImpl : public torch::nn::Module {
   CrossAttentionImpl(int64_t query_dim, int64_t context_dim, int64_t heads, int64_t head_dim);
   // x: [B, N, C], context: [B, M, Cctx] (undefined: self-attention) -> [B, N, C]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {});
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
   torch::nn::Sequential to_out{nullptr};
   int64_t heads;
 };
@@ -43,7 +43,7 @@ class FeedForwardImpl : public torch::nn::Module {
  public:
   FeedForwardImpl(int64_t dim, int64_t mult = 4);
   torch::Tensor forward(const torch::Tensor& x);  // x: [B, N, C]
-  torch::nn::Linear proj{nullptr}, out{nullptr};
+  nn::Linear proj{nullptr}, out{nullptr};
 };
 TORCH_MODULE(FeedForward);
 
@@ -54,7 +54,7 @@ class BasicTransformerBlockImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& context);
   CrossAttention attn1{nullptr}, attn2{nullptr};
   FeedForward ff{nullptr};
-  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
+  nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
 };
 TORCH_MODULE(BasicTransformerBlock);
 

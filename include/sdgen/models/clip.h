@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "sdgen/models/config.h"
+#include "sdgen/models/layers.h"
 #include "sdgen/models/text_encoder.h"
 
 namespace sdgen {
@@ -12,7 +13,7 @@ class ClipAttentionImpl : public torch::nn::Module {
  public:
   ClipAttentionImpl(int64_t width, int64_t heads);
   torch::Tensor forward(const torch::Tensor& x);  // x: [B, T, C], causal
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
   int64_t heads;
 };
 TORCH_MODULE(ClipAttention);
@@ -22,8 +23,8 @@ class ClipLayerImpl : public torch::nn::Module {
   explicit ClipLayerImpl(const ClipTextConfig& c);
   torch::Tensor forward(torch::Tensor x);  // x: [B, T, C]
   ClipAttention self_attn{nullptr};
-  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  nn::Linear fc1{nullptr}, fc2{nullptr};
   bool quick_gelu;
 };
 TORCH_MODULE(ClipLayer);
@@ -31,9 +32,10 @@ TORCH_MODULE(ClipLayer);
 class ClipTextModelImpl : public torch::nn::Module, public TextEncoder {
  public:
   explicit ClipTextModelImpl(const ClipTextConfig& c);
-  // ids: [B, T] int64 -> [B, T, C]. clip_skip 1 = last layer (A1111 numbering); N uses the
-  // output of layer -N. The final LayerNorm is applied in every case.
-  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1) override;
+  // ids: [B, T] int64 -> hidden [B, T, C]: clip_skip 1 = the last layer (A1111 numbering), N
+  // the output of layer -N, then final_layer_norm unless o.final_norm is false; pooled as
+  // TextEncoderOutput says (no projection: SD checkpoints carry none for this encoder).
+  TextEncoderOutput encode(const torch::Tensor& ids, const TextEncodeOptions& o) override;
   int max_clip_skip() const override { return config_.layers; }
   // Residual stream after the embeddings (index 0) and after each layer (index i).
   std::vector<torch::Tensor> hidden_states(const torch::Tensor& ids) override;
@@ -41,9 +43,9 @@ class ClipTextModelImpl : public torch::nn::Module, public TextEncoder {
   const ClipTextConfig& config() const override { return config_; }
   torch::nn::Module& module() override { return *this; }
 
-  torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
+  nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
   torch::nn::ModuleList layers{nullptr};
-  torch::nn::LayerNorm final_layer_norm{nullptr};
+  nn::LayerNorm final_layer_norm{nullptr};
 
  private:
   torch::Tensor embed(const torch::Tensor& ids);

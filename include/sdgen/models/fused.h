@@ -4,6 +4,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "sdgen/models/layers.h"
+
 namespace sdgen {
 
 bool fused_kernels_available();
@@ -13,6 +15,6 @@ void set_fused_kernels(bool on);
 // silu(group_norm_f32(norm, x)): float32 statistics and arithmetic, the result in x's dtype.
 // One CUDA kernel when enabled and x is a contiguous (NCHW) CUDA tensor; the libtorch ops
 // otherwise.
-torch::Tensor group_norm_silu(const torch::nn::GroupNorm& norm, const torch::Tensor& x);
+torch::Tensor group_norm_silu(const nn::GroupNorm& norm, const torch::Tensor& x);
 
 }  // namespace sdgen

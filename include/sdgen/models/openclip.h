@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "sdgen/models/config.h"
+#include "sdgen/models/layers.h"
 #include "sdgen/models/text_encoder.h"
 
 namespace sdgen {
@@ -16,7 +17,7 @@ class OpenClipAttentionImpl : public torch::nn::Module {
   OpenClipAttentionImpl(int64_t width, int64_t heads);
   torch::Tensor forward(const torch::Tensor& x);  // x: [B, T, C], causal
   torch::Tensor in_proj_weight, in_proj_bias;     // [3C, C], [3C]
-  torch::nn::Linear out_proj{nullptr};
+  nn::Linear out_proj{nullptr};
   int64_t heads;
 };
 TORCH_MODULE(OpenClipAttention);
@@ -26,9 +27,9 @@ class OpenClipResBlockImpl : public torch::nn::Module {
  public:
   explicit OpenClipResBlockImpl(const ClipTextConfig& c);
   torch::Tensor forward(torch::Tensor x);  // x: [B, T, C]
-  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   OpenClipAttention attn{nullptr};
-  torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
+  nn::Linear c_fc{nullptr}, c_proj{nullptr};
   bool quick_gelu;
 };
 TORCH_MODULE(OpenClipResBlock);
@@ -36,9 +37,11 @@ TORCH_MODULE(OpenClipResBlock);
 class OpenClipTextModelImpl : public torch::nn::Module, public TextEncoder {
  public:
   explicit OpenClipTextModelImpl(const ClipTextConfig& c);
-  // clip_skip 1 = the penultimate block's output (SD 2.x's context: every resblock but the
-  // last), N = N - 1 blocks fewer; then ln_final. See TextEncoder.
-  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1) override;
+  // hidden: clip_skip 1 = the penultimate block's output (SD 2.x's context: every resblock
+  // but the last), N = N - 1 blocks fewer; then ln_final unless o.final_norm is false. pooled:
+  // ln_final of the last block at the end token, times text_projection when the model has it
+  // (open_clip's encode_text). See TextEncoder.
+  TextEncoderOutput encode(const torch::Tensor& ids, const TextEncodeOptions& o) override;
   // ln_final after every resblock (open_clip's layer "last"; not what SD 2.x uses).
   torch::Tensor forward_last(const torch::Tensor& ids);
   int max_clip_skip() const override { return config_.layers - 1; }
@@ -47,14 +50,14 @@ class OpenClipTextModelImpl : public torch::nn::Module, public TextEncoder {
   const ClipTextConfig& config() const override { return config_; }
   torch::nn::Module& module() override { return *this; }
 
-  torch::nn::Embedding token_embedding{nullptr};
+  nn::Embedding token_embedding{nullptr};
   torch::Tensor positional_embedding;  // [T, C], a bare parameter (no ".weight")
   torch::nn::ModuleList resblocks{nullptr};
-  torch::nn::LayerNorm ln_final{nullptr};
+  nn::LayerNorm ln_final{nullptr};
+  torch::Tensor text_projection;  // [C, projection_dim], used as x @ text_projection; or undefined
 
  private:
   torch::Tensor embed(const torch::Tensor& ids);
-  torch::Tensor run(const torch::Tensor& ids, int blocks);
   ClipTextConfig config_;
 };
 TORCH_MODULE(OpenClipTextModel);

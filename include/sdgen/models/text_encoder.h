@@ -10,14 +10,38 @@
 
 namespace sdgen {
 
+struct TextEncodeOptions {
+  // Which layer's output is the context, in A1111 numbering: 1 is the layer the family was
+  // trained with (SD 1.x: the last layer, SD 2.x: the penultimate one); each step above 1
+  // skips one more layer.
+  int clip_skip = 1;
+  // The final LayerNorm on that layer's output (SD 1.x and 2.x: yes; SDXL's encoders: no).
+  bool final_norm = true;
+  // Also compute the pooled output.
+  bool pooled = false;
+};
+
+struct TextEncoderOutput {
+  torch::Tensor hidden;  // [B, T, C]: the context for the UNet
+  // [B, P] when asked for: the final LayerNorm of the *last* layer at the end-of-text position
+  // (the position of each row's largest id, as CLIP and open_clip take it: the end token is the
+  // last id of their vocabularies), times the text projection where the model has one
+  // (P = projection_dim), else P = C.
+  torch::Tensor pooled;
+};
+
 class TextEncoder {
  public:
   virtual ~TextEncoder() = default;
-  // ids: [B, T] int64 -> context [B, T, C] for the UNet. clip_skip 1 is the layer the model
-  // family was trained with (SD 1.x: the last layer, SD 2.x: the penultimate one); each step
-  // above 1 skips one more layer. The final LayerNorm is applied in every case.
-  virtual torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1) = 0;
-  // The largest clip_skip that forward() accepts.
+  // ids: [B, T] int64.
+  virtual TextEncoderOutput encode(const torch::Tensor& ids, const TextEncodeOptions& o) = 0;
+  // The context alone: encode(ids, {clip_skip}).hidden.
+  torch::Tensor forward(const torch::Tensor& ids, int clip_skip = 1) {
+    TextEncodeOptions o;
+    o.clip_skip = clip_skip;
+    return encode(ids, o).hidden;
+  }
+  // The largest clip_skip that encode() accepts.
   virtual int max_clip_skip() const = 0;
   // Residual stream after the embeddings (index 0) and after each layer (index i), without the
   // final LayerNorm (for parity tests).
@@ -29,5 +53,8 @@ class TextEncoder {
   // The parameters, for eval(), to() and the loader.
   virtual torch::nn::Module& module() = 0;
 };
+
+// Rows of `x` [B, T, C] at each row's end-of-text position (argmax of `ids` [B, T]) -> [B, C].
+torch::Tensor gather_end_tokens(const torch::Tensor& x, const torch::Tensor& ids);
 
 }  // namespace sdgen

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "sdgen/models/blocks.h"
+#include "sdgen/models/conditioning.h"
 #include "sdgen/models/config.h"
 
 namespace sdgen {
@@ -13,9 +14,9 @@ class ResBlockImpl : public torch::nn::Module {
   ResBlockImpl(int64_t channels, int64_t emb_channels, int64_t out_channels);
   // x: [B, C, H, W], emb: [B, E] -> [B, Cout, H, W]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb);
-  torch::nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
-  torch::nn::Conv2d in_conv{nullptr}, out_conv{nullptr}, skip{nullptr};
-  torch::nn::Linear emb_proj{nullptr};
+  nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
+  nn::Conv2d in_conv{nullptr}, out_conv{nullptr}, skip{nullptr};
+  nn::Linear emb_proj{nullptr};
 };
 TORCH_MODULE(ResBlock);
 
@@ -25,8 +26,8 @@ class SpatialTransformerImpl : public torch::nn::Module {
                          int64_t context_dim, bool linear_proj);
   // x: [B, C, H, W], context: [B, M, Cctx] -> [B, C, H, W]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
-  torch::nn::GroupNorm norm{nullptr};
-  torch::nn::AnyModule proj_in, proj_out;  // Conv2d 1x1 (SD1) or Linear (SD2)
+  nn::GroupNorm norm{nullptr};
+  torch::nn::AnyModule proj_in, proj_out;  // Conv2d 1x1 (SD1) or Linear (SD2, SDXL)
   torch::nn::ModuleList transformer_blocks{nullptr};
   bool linear_proj;
 };
@@ -36,7 +37,7 @@ class DownsampleImpl : public torch::nn::Module {
  public:
   explicit DownsampleImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)]
-  torch::nn::Conv2d op{nullptr};
+  nn::Conv2d op{nullptr};
 };
 TORCH_MODULE(Downsample);
 
@@ -47,7 +48,7 @@ class UpsampleImpl : public torch::nn::Module {
   // follows has exactly that size), then a 3x3 convolution. Resizing to the skip's size is how
   // diffusers handles latent sides that are not divisible by the total downsampling factor.
   torch::Tensor forward(const torch::Tensor& x, at::IntArrayRef size);
-  torch::nn::Conv2d conv{nullptr};
+  nn::Conv2d conv{nullptr};
 };
 TORCH_MODULE(Upsample);
 
@@ -69,19 +70,24 @@ torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim);
 class UNetModelImpl : public torch::nn::Module {
  public:
   explicit UNetModelImpl(const UNetConfig& c);
-  // x: [B, Cin, h, w], timesteps: [B] (float, may be fractional), context: [B, M, Cctx]
+  // x: [B, Cx, h, w], timesteps: [B] (float, may be fractional), c.context: [B, M, Cctx],
+  // c.vector: [B, adm_in_channels] when the model has label_emb, c.concat: [B, Cin - Cx, h, w]
+  // when the model takes more input channels than the latent has (inpainting)
   // -> [B, Cout, h, w]. `block_outputs`, when given, receives each block's output by name
   // ("input_blocks.3", "middle_block", ...), for parity tests.
   torch::Tensor forward(
-      const torch::Tensor& x, const torch::Tensor& timesteps, const torch::Tensor& context,
+      const torch::Tensor& x, const torch::Tensor& timesteps, const Conditioning& c,
       std::vector<std::pair<std::string, torch::Tensor>>* block_outputs = nullptr);
   const UNetConfig& config() const { return config_; }
 
   torch::nn::Sequential time_embed{nullptr};
+  // label_emb.0 (SDXL's `num_classes: sequential`): Linear(adm, E), SiLU, Linear(E, E); null
+  // when adm_in_channels is 0. (Registered under a holder module "label_emb".)
+  torch::nn::Sequential label_emb{nullptr};
   torch::nn::ModuleList input_blocks{nullptr}, output_blocks{nullptr};
   TimestepBlock middle_block{nullptr};
-  torch::nn::GroupNorm out_norm{nullptr};
-  torch::nn::Conv2d out_conv{nullptr};
+  nn::GroupNorm out_norm{nullptr};
+  nn::Conv2d out_conv{nullptr};
 
  private:
   UNetConfig config_;

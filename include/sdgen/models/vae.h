@@ -12,8 +12,8 @@ class VaeResnetBlockImpl : public torch::nn::Module {
  public:
   VaeResnetBlockImpl(int64_t in, int64_t out, int64_t groups = 32);
   torch::Tensor forward(const torch::Tensor& x);  // [B, Cin, H, W] -> [B, Cout, H, W]
-  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
-  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
+  nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+  nn::Conv2d conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
 };
 TORCH_MODULE(VaeResnetBlock);
 
@@ -22,8 +22,8 @@ class VaeAttnBlockImpl : public torch::nn::Module {
  public:
   explicit VaeAttnBlockImpl(int64_t channels, int64_t groups = 32);
   torch::Tensor forward(const torch::Tensor& x);  // [B, C, H, W]
-  torch::nn::GroupNorm norm{nullptr};
-  torch::nn::Conv2d q{nullptr}, k{nullptr}, v{nullptr}, proj_out{nullptr};
+  nn::GroupNorm norm{nullptr};
+  nn::Conv2d q{nullptr}, k{nullptr}, v{nullptr}, proj_out{nullptr};
 };
 TORCH_MODULE(VaeAttnBlock);
 
@@ -44,7 +44,7 @@ class VaeLevelImpl : public torch::nn::Module {
   VaeLevelImpl(int64_t in, int64_t out, int blocks, bool down, bool up, int64_t groups = 32);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::ModuleList block{nullptr};
-  torch::nn::Conv2d resample{nullptr};
+  nn::Conv2d resample{nullptr};
   bool down, up;
 };
 TORCH_MODULE(VaeLevel);
@@ -53,10 +53,10 @@ class VaeEncoderImpl : public torch::nn::Module {
  public:
   explicit VaeEncoderImpl(const VaeConfig& c);
   torch::Tensor forward(const torch::Tensor& x);  // [B, 3, H, W] -> [B, 2z, H/f, W/f]
-  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   torch::nn::ModuleList down{nullptr};
   VaeMid mid{nullptr};
-  torch::nn::GroupNorm norm_out{nullptr};
+  nn::GroupNorm norm_out{nullptr};
 };
 TORCH_MODULE(VaeEncoder);
 
@@ -64,10 +64,10 @@ class VaeDecoderImpl : public torch::nn::Module {
  public:
   explicit VaeDecoderImpl(const VaeConfig& c);
   torch::Tensor forward(const torch::Tensor& z);  // [B, z, h, w] -> [B, 3, h*f, w*f]
-  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   torch::nn::ModuleList up{nullptr};
   VaeMid mid{nullptr};
-  torch::nn::GroupNorm norm_out{nullptr};
+  nn::GroupNorm norm_out{nullptr};
 };
 TORCH_MODULE(VaeDecoder);
 
@@ -84,7 +84,7 @@ class AutoencoderKLImpl : public torch::nn::Module {
   const VaeConfig& config() const { return config_; }
   VaeEncoder encoder{nullptr};
   VaeDecoder decoder{nullptr};
-  torch::nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
+  nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
 
  private:
   VaeConfig config_;

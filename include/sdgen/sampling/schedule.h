@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "sdgen/sampling/sampler_registry.h"
+
 namespace sdgen {
 
 // The DDPM training schedule seen as a table of sigmas indexed by timestep (k-diffusion
@@ -15,6 +17,8 @@ class DiscreteSchedule {
   // alphas_cumprod = cumprod(1 - betas) in float64, then stored as float32 as CompVis does.
   static DiscreteSchedule scaled_linear(int timesteps = 1000, double beta_start = 0.00085,
                                         double beta_end = 0.012);
+  // DDPM's "linear" betas: linspace(beta_start, beta_end, n) in float64, then as above.
+  static DiscreteSchedule linear(int timesteps, double beta_start, double beta_end);
   explicit DiscreteSchedule(torch::Tensor alphas_cumprod_f32);
 
   const torch::Tensor& alphas_cumprod() const { return alphas_cumprod_; }
@@ -42,12 +46,6 @@ torch::Tensor sigmas_sgm_uniform(const DiscreteSchedule& s, int n);
 // sigmas[T - 1 - int(i * T / n)] for i < n.
 torch::Tensor sigmas_simple(const DiscreteSchedule& s, int n);
 
-struct SchedulerInfo {
-  std::string name;         // --scheduler value
-  std::string a1111_label;  // "Schedule type" in A1111's infotext
-  std::string description;
-};
-const std::vector<SchedulerInfo>& schedulers();
 // Throws std::invalid_argument listing the valid names when `name` is unknown.
 torch::Tensor make_sigmas(const std::string& name, const DiscreteSchedule& s, int steps);
 

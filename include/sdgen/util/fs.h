@@ -1,4 +1,5 @@
-// Small file-system helpers (POSIX): atomic writes, whole-file reads, folders.
+// Small file-system helpers (POSIX and std::filesystem): atomic writes, whole-file reads,
+// folders, names.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -14,10 +15,9 @@ namespace sdgen {
 // folder that could not be created (or that exists but is not a folder).
 void make_parent_dirs(const std::string& path);
 
-// The folder part of `path` ("." for a bare name, "/" for a file in the root) and the last
-// component, split at the last '/'.
-std::string path_dirname(const std::string& path);
-std::string path_basename(const std::string& path);
+// The name of a file without its last extension ("models/v1-5.safetensors" -> "v1-5"), or of
+// a folder ("models/tiny-sd1/" -> "tiny-sd1"): what the webuis show as a model's name.
+std::string file_stem(const std::string& path);
 
 // Writes `data` to `path` atomically: a temporary file ".<name>.tmp-<pid>-<random>" in the same
 // folder, fsync, then rename. When `overwrite` is false and `path` exists, throws

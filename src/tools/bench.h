@@ -1,5 +1,6 @@
-// `sdgen bench`: time the parts of text-to-image on a named architecture with random weights
-// (no checkpoint needed) or on a real checkpoint, and report the numbers as JSON.
+// `sdgen bench` (a tool over the library, not part of it): time the parts of text-to-image on a
+// named architecture with random weights (no checkpoint needed) or on a real checkpoint, and report
+// the numbers as JSON.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -7,7 +8,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
-#include "sdgen/io/checkpoint.h"
+#include "sdgen/loading/model_loader.h"
 #include "sdgen/models/config.h"
 
 namespace sdgen {
@@ -17,20 +18,6 @@ namespace sdgen {
 // (the shapes of the tiny reference checkpoint, for fast CPU runs). Throws
 // std::invalid_argument for other names.
 ModelConfig bench_architecture(const std::string& arch);
-
-// Fills every parameter of `module` with cheap random values that keep activations O(1) in
-// fp16: weights of rank >= 2 normal with std 1/sqrt(fan_in), biases 0, norm scales 1 (rank-1
-// parameters named "weight"), everything on the parameter's own device.
-void init_random_weights(torch::nn::Module& module, uint64_t seed);
-
-// The three networks of `config` with random weights (init_random_weights), in eval mode, on
-// `device` in `dtype`. Built on the CPU in float32, re-initialised, then moved.
-LoadedModel random_model(const ModelConfig& config, torch::Device device, torch::ScalarType dtype,
-                         uint64_t seed = 0);
-
-// Converts the 4-d parameters (convolution weights) of `module` to channels_last in place, so
-// that convolutions on channels_last inputs run NHWC kernels (cuDNN on CUDA).
-void to_channels_last(torch::nn::Module& module);
 
 struct BenchOptions {
   std::string arch = "sd15";  // ignored when model_path is set

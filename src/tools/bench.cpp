@@ -1,4 +1,4 @@
-#include "sdgen/pipeline/bench.h"
+#include "bench.h"
 
 #include <algorithm>
 #include <chrono>
@@ -9,13 +9,15 @@
 
 #include <torch/cuda.h>
 
+#include "random_model.h"
 #include "sdgen/io/png.h"
 #include "sdgen/models/flops.h"
 #include "sdgen/models/fused.h"
-#include "sdgen/models/openclip.h"
 #include "sdgen/pipeline/cuda_graph.h"
 #include "sdgen/pipeline/pipeline.h"
+#include "sdgen/pipeline/runtime.h"
 #include "sdgen/text/tokenizer.h"
+#include "sdgen/util/fs.h"
 
 #ifdef SDGEN_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -61,13 +63,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-torch::ScalarType bench_dtype(const std::string& s) {
-  if (s == "fp32") return torch::kFloat;
-  if (s == "fp16") return torch::kHalf;
-  if (s == "bf16") return torch::kBFloat16;
-  throw std::invalid_argument("--dtype must be fp32, fp16 or bf16, not '" + s + "'");
-}
-
 int64_t count_params(torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
@@ -81,11 +76,6 @@ std::string utc_now() {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-std::string stem(const std::string& path) {
-  auto name = path.substr(path.find_last_of('/') + 1);
-  return name.substr(0, name.find_last_of('.'));
 }
 
 bool finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
@@ -126,59 +116,6 @@ ModelConfig bench_architecture(const std::string& arch) {
     return c;
   }
   throw std::invalid_argument("--arch must be sd15, sd21 or tiny, not '" + arch + "'");
-}
-
-void init_random_weights(torch::nn::Module& module, uint64_t seed) {
-  torch::NoGradGuard no_grad;
-  torch::manual_seed(seed);
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
-    auto p = item.value();
-    const auto& name = item.key();
-    if (p.dim() >= 2) {
-      // uniform with the variance of N(0, 1/fan_in): cheaper than normal_, same scale
-      const double fan_in = static_cast<double>(p.numel() / p.size(0));
-      const double bound = std::sqrt(3.0 / fan_in);
-      p.uniform_(-bound, bound);
-    } else if (p.dim() == 1 && name.size() >= 6 &&
-               name.compare(name.size() - 6, 6, "weight") == 0) {
-      p.fill_(1.0);
-    } else {
-      p.zero_();
-    }
-  }
-}
-
-LoadedModel random_model(const ModelConfig& config, torch::Device device, torch::ScalarType dtype,
-                         uint64_t seed) {
-  LoadedModel m;
-  m.config = config;
-  if (config.family == "sd2") {
-    OpenClipTextModel text(config.text);
-    m.text = text.ptr();
-  } else {
-    ClipTextModel text(config.text);
-    m.text = text.ptr();
-  }
-  m.unet = UNetModel(config.unet);
-  m.vae = AutoencoderKL(config.vae);
-  m.path = "random";
-  // float32 on the device first, so that the re-initialisation runs there (fast on CUDA), then
-  // the target dtype
-  uint64_t s = seed;
-  for (torch::nn::Module* mod : {&m.text->module(), static_cast<torch::nn::Module*>(m.unet.get()),
-                                 static_cast<torch::nn::Module*>(m.vae.get())}) {
-    mod->to(device, torch::kFloat);
-    init_random_weights(*mod, s++);
-    mod->to(dtype);
-    mod->eval();
-  }
-  return m;
-}
-
-void to_channels_last(torch::nn::Module& module) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters())
-    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
 }
 
 std::string build_commit() { return SDGEN_GIT_COMMIT; }
@@ -235,7 +172,7 @@ nlohmann::json run_bench(const BenchOptions& o,
   if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, 0);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("device " + o.device + ": no CUDA GPU is available to this build");
-  const torch::ScalarType dtype = bench_dtype(o.dtype);
+  const torch::ScalarType dtype = parse_compute_dtype(o.dtype, device);
   if (o.cuda_graph && !device.is_cuda())
     throw std::invalid_argument("--cuda-graph needs a CUDA device");
   if (o.cuda_graph && !UNetGraph::available())
@@ -260,8 +197,8 @@ nlohmann::json run_bench(const BenchOptions& o,
     lo.model_path = o.model_path;
     lo.device = device;
     lo.dtype = dtype;
-    model = load_checkpoint(lo);
-    arch = stem(o.model_path);
+    model = load_model(lo);
+    arch = file_stem(o.model_path);
   }
   if (o.channels_last) {
     to_channels_last(*model.unet);
@@ -291,7 +228,7 @@ nlohmann::json run_bench(const BenchOptions& o,
   auto x = torch::randn({b2, c.unet.in_channels, h, w}, gen).to(opts);
   if (o.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto t = torch::full({b2}, 500.0, torch::TensorOptions().device(device));
-  auto ctx = torch::randn({b2, tokens, c.unet.context_dim}, gen).to(opts);
+  const Conditioning ctx(torch::randn({b2, tokens, c.unet.context_dim}, gen).to(opts));
   log("UNet step: " + std::to_string(o.warmup) + " warm-up, " + std::to_string(o.iters) + " timed");
   torch::Tensor eps;
   auto unet_times =
@@ -314,7 +251,8 @@ nlohmann::json run_bench(const BenchOptions& o,
 
   // 3. text encoder, batch 2 (prompt and empty negative prompt)
   // (the first chunk of each: a long prompt would have more)
-  auto ids_cond = pipeline.token_ids(prompt), ids_uncond = pipeline.token_ids("");
+  auto ids_cond = pipeline.prompts().token_ids(prompt);
+  auto ids_uncond = pipeline.prompts().token_ids("");
   ids_cond.resize(static_cast<size_t>(tokens));
   ids_uncond.resize(static_cast<size_t>(tokens));
   auto ids =
@@ -344,9 +282,8 @@ nlohmann::json run_bench(const BenchOptions& o,
     Pipeline p(model, tokenizer, device, dtype);
     if (use_graph)  // the captured step where the shapes match (a prompt of one chunk)
       p.set_unet_runner(
-          [&](const torch::Tensor& xi, const torch::Tensor& ti, const torch::Tensor& ci) {
-            if (xi.sizes().equals(x.sizes()) && ci.sizes().equals(ctx.sizes()))
-              return graph->run(xi, ti, ci).clone();
+          [&](const torch::Tensor& xi, const torch::Tensor& ti, const Conditioning& ci) {
+            if (graph->accepts(xi, ci)) return graph->run(xi, ti, ci).clone();
             return model.unet->forward(xi, ti, ci);
           });
     auto images = p.generate_batch(params);

@@ -1,10 +1,10 @@
-// `sdgen bench`: the benchmark subcommand (see sdgen/pipeline/bench.h).
+// `sdgen bench`: the benchmark subcommand (see tools/bench.h).
 #pragma once
 #include <string>
 
 #include <CLI/CLI.hpp>
 
-#include "sdgen/pipeline/bench.h"
+#include "tools/bench.h"
 
 namespace sdgen::cli {
 

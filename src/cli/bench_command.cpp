@@ -1,15 +1,16 @@
 // `sdgen bench`: times the UNet step, the text encoder, the VAE decoder and prompt -> PNG on a
 // named architecture with random weights (or a checkpoint), prints a summary or JSON and writes
 // the JSON record under --out.
-#include "bench.h"
+#include "bench_command.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <regex>
 
 #include "cli.h"
 #include "sdgen/io/png.h"
+#include "sdgen/pipeline/runtime.h"
 #include "sdgen/util/fs.h"
 
 namespace sdgen::cli {
@@ -64,25 +65,26 @@ CLI::App* add_bench_command(CLI::App& app, BenchCliOptions& o) {
 
 int run_bench_command(BenchCliOptions& o) {
   auto& s = o.bench;
-  const bool cuda = torch::cuda::is_available();
-  const torch::Device device = parse_device(o.device.empty() ? (cuda ? "cuda" : "cpu") : o.device);
+  const torch::Device device = parse_device(o.device);
   s.device = device.str();
-  if (o.dtype.empty()) o.dtype = device.is_cuda() ? "fp16" : "fp32";
-  parse_dtype(o.dtype, device);  // validates (fp16 on the CPU is refused)
-  s.dtype = o.dtype;
+  s.dtype = compute_dtype_name(parse_compute_dtype(o.dtype, device));
   if (!o.size.empty()) {
-    static const std::regex re("([0-9]+)x([0-9]+)");
-    std::smatch m;
-    if (!std::regex_match(o.size, m, re)) throw UsageError("--size must be WIDTHxHEIGHT");
-    s.width = std::stoi(m[1]);
-    s.height = std::stoi(m[2]);
+    JobParams size;  // read as the job parameter --size is
+    try {
+      param_spec("size").set_text(size, o.size);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--size ") + e.what());
+    }
+    s.width = size.image.width;
+    s.height = size.image.height;
   }
   if (s.model_path == "default") {
     s.model_path = default_model();
     if (s.model_path.empty())
       throw UsageError("--model default: sdgen's default model (models/default/) is not there");
   }
-  if (!s.model_path.empty() && !path_exists(s.model_path))
+  std::error_code ec;
+  if (!s.model_path.empty() && !std::filesystem::exists(s.model_path, ec))
     throw UsageError("--model " + s.model_path + ": no such file");
   if (s.tokenizer.empty())
     s.tokenizer = default_tokenizer(s.model_path.empty() ? "./x" : s.model_path);
@@ -114,7 +116,7 @@ int run_bench_command(BenchCliOptions& o) {
                 "  VAE decode     %9.2f ms\n"
                 "  end to end     %9.3f s   (%d steps, prompt -> PNG)\n",
                 r["arch"].get<std::string>().c_str(), r["card"].get<std::string>().c_str(),
-                r["device"].get<std::string>().c_str(), o.dtype.c_str(),
+                r["device"].get<std::string>().c_str(), s.dtype.c_str(),
                 r["settings"]["width"].get<int>(), r["settings"]["height"].get<int>(), s.batch,
                 r["unet_step_ms"].get<double>(), r["it_per_s"].get<double>(),
                 r["unet_tflops"].get<double>(), r["text_encoder_ms"].get<double>(),

@@ -1,9 +1,9 @@
-#include "sdgen/io/prompt_file.h"
+#include "sdgen/job/prompt_file.h"
 
-#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -25,56 +25,14 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   throw PromptFileError(label + ":" + std::to_string(line) + ": " + what);
 }
 
-int64_t parse_int(const std::string& s, const std::string& label, int line,
-                  const std::string& key) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != s.size())
-    fail(label, line, key + " must be a whole number, got '" + s + "'");
-  return v;
+// A line that names a sampler but no scheduler lets an A1111 sampler label choose the
+// schedule, whatever the command line said (the line's sampler replaced the command line's).
+void note_sampler_level(JobParams& p, const std::set<std::string>& set_here) {
+  if (set_here.count("sampler") && !set_here.count("scheduler")) p.scheduler_explicit = false;
 }
 
-double parse_float(const std::string& s, const std::string& label, int line,
-                   const std::string& key) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != s.size() || !std::isfinite(v))
-    fail(label, line, key + " must be a number, got '" + s + "'");
-  return v;
-}
-
-int positive(int64_t v, const std::string& label, int line, const std::string& key) {
-  if (v < 1 || v > 1000000)
-    fail(label, line, key + " must be between 1 and 1000000, got " + std::to_string(v));
-  return static_cast<int>(v);
-}
-
-int64_t seed_value(int64_t v, const std::string& label, int line) {
-  if (v < -1) fail(label, line, "seed must be -1 (random) or >= 0, got " + std::to_string(v));
-  return v;
-}
-
-void set_size(JobSpec& j, const std::string& text, const std::string& label, int line) {
-  try {
-    auto [w, h] = parse_size_text(text);
-    j.width = w;
-    j.height = h;
-  } catch (const std::invalid_argument& e) {
-    fail(label, line, e.what());
-  }
-}
-
-JobSpec parse_jsonl_line(const std::string& text, const std::string& label, int line) {
+JobLine parse_jsonl_line(const std::string& text, const std::string& label, int line,
+                         const JobParams& defaults) {
   nlohmann::json obj;
   try {
     obj = nlohmann::json::parse(text);
@@ -83,62 +41,29 @@ JobSpec parse_jsonl_line(const std::string& text, const std::string& label, int 
   }
   if (!obj.is_object())
     fail(label, line, "expected a JSON object {...}, got " + std::string(obj.type_name()));
-  JobSpec j;
-  j.line = line;
-  auto type_error = [&](const std::string& key, const char* want, const nlohmann::json& v) {
-    fail(label, line, "'" + key + "' must be " + want + ", got " + v.type_name() + " " + v.dump());
-  };
-  auto str = [&](const std::string& key, const nlohmann::json& v) {
-    if (!v.is_string()) type_error(key, "a string", v);
-    return v.get<std::string>();
-  };
-  auto integer = [&](const std::string& key, const nlohmann::json& v) -> int64_t {
-    if (!v.is_number_integer()) type_error(key, "an integer", v);
-    return v.get<int64_t>();
-  };
+  JobLine j{line, defaults, {}};
+  std::set<std::string> set_here;
   for (const auto& [key, v] : obj.items()) {
-    if (key == "prompt") {
-      j.prompt = str(key, v);
-    } else if (key == "negative_prompt") {
-      j.negative_prompt = str(key, v);
-    } else if (key == "sampler") {
-      j.sampler = str(key, v);
-    } else if (key == "scheduler") {
-      j.scheduler = str(key, v);
-    } else if (key == "output") {
-      j.output = str(key, v);
-    } else if (key == "size") {
-      set_size(j, str(key, v), label, line);
-    } else if (key == "seed") {
-      if (v.is_number_unsigned()) {
-        j.seed = static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), INT64_MAX));
-      } else {
-        j.seed = seed_value(integer(key, v), label, line);
-      }
-    } else if (key == "steps") {
-      j.steps = positive(integer(key, v), label, line, key);
-    } else if (key == "batch_count") {
-      j.batch_count = positive(integer(key, v), label, line, key);
-    } else if (key == "clip_skip") {
-      j.clip_skip = positive(integer(key, v), label, line, key);
-    } else if (key == "cfg_scale") {
-      if (!v.is_number()) type_error(key, "a number", v);
-      j.cfg_scale = v.get<double>();
-    } else {
-      fail(label, line,
-           "unknown key '" + key +
-               "'; known: prompt, negative_prompt, seed, steps, cfg_scale, size, sampler, "
-               "scheduler, batch_count, clip_skip, output");
+    const ParamSpec* spec = nullptr;
+    for (const auto& s : param_specs())
+      if (s.name == key) spec = &s;
+    if (!spec) fail(label, line, "unknown key '" + key + "'; known: " + jsonl_keys());
+    try {
+      spec->set_json(j.params, v);
+    } catch (const std::invalid_argument& e) {
+      fail(label, line, e.what());
     }
+    set_here.insert(key);
   }
+  note_sampler_level(j.params, set_here);
   return j;
 }
 
 // A1111 scripts/prompts_from_file.py: "--tag value" pairs; --prompt and --negative_prompt take
 // every following word up to the next "--".
-JobSpec parse_a1111_line(const std::string& text, const std::string& label, int line) {
-  JobSpec j;
-  j.line = line;
+JobLine parse_a1111_line(const std::string& text, const std::string& label, int line,
+                         const JobParams& defaults) {
+  JobLine j{line, defaults, {}};
   std::vector<std::string> args;
   try {
     args = shell_split(text);
@@ -160,8 +85,24 @@ JobSpec parse_a1111_line(const std::string& text, const std::string& label, int 
       {"do_not_save_samples", "not used"},
       {"do_not_save_grid", "not used"},
       {"sampler_index", "use --sampler_name"}};
+  std::set<std::string> set_here;
   int n_iter = 1, batch_size = 1;
   bool count_given = false;
+  auto set = [&](const std::string& option, const std::string& value) {
+    for (const auto& s : param_specs()) {
+      for (const auto& name : s.a1111) {
+        if (name != option) continue;
+        try {
+          s.set_a1111(j.params, option, value);
+        } catch (const std::invalid_argument& e) {
+          fail(label, line, option + " " + e.what());
+        }
+        set_here.insert(s.name);
+        return true;
+      }
+    }
+    return false;
+  };
   size_t pos = 0;
   while (pos < args.size()) {
     const std::string& arg = args[pos];
@@ -173,51 +114,33 @@ JobSpec parse_a1111_line(const std::string& text, const std::string& label, int 
       std::string value = args[++pos];
       ++pos;
       while (pos < args.size() && args[pos].rfind("--", 0) != 0) value += " " + args[pos++];
-      (tag == "prompt" ? j.prompt : j.negative_prompt) = value;
+      set(tag, value);
       continue;
     }
     const std::string& val = args[pos + 1];
-    if (tag == "seed") {
-      j.seed = seed_value(parse_int(val, label, line, tag), label, line);
-    } else if (tag == "steps") {
-      j.steps = positive(parse_int(val, label, line, tag), label, line, tag);
-    } else if (tag == "cfg_scale") {
-      j.cfg_scale = parse_float(val, label, line, tag);
-    } else if (tag == "width") {
-      j.width = positive(parse_int(val, label, line, tag), label, line, tag);
-    } else if (tag == "height") {
-      j.height = positive(parse_int(val, label, line, tag), label, line, tag);
-    } else if (tag == "sampler_name") {
-      j.sampler = val;  // an A1111 label such as "DPM++ 2M Karras"; resolved with the samplers
-    } else if (tag == "n_iter") {
-      n_iter = positive(parse_int(val, label, line, tag), label, line, tag);
-      count_given = true;
-    } else if (tag == "batch_size") {
-      batch_size = positive(parse_int(val, label, line, tag), label, line, tag);
+    if (tag == "n_iter" || tag == "batch_size") {
+      // A1111 makes n_iter batches of batch_size images: that many images of this prompt.
+      JobParams count;
+      try {
+        param_spec("batch_count").set_text(count, val);
+      } catch (const std::invalid_argument& e) {
+        fail(label, line, tag + " " + e.what());
+      }
+      (tag == "n_iter" ? n_iter : batch_size) = count.batch_count;
       count_given = true;
     } else if (auto it = ignored.find(tag); it != ignored.end()) {
       j.warnings.push_back("--" + tag + " ignored (" + it->second + ")");
-    } else {
+    } else if (!set(tag, val)) {
       fail(label, line, "unknown option --" + tag);
     }
     pos += 2;
   }
-  // A1111 makes n_iter batches of batch_size images: that many images of this prompt.
-  if (count_given) j.batch_count = n_iter * batch_size;
+  if (count_given) j.params.batch_count = n_iter * batch_size;
+  note_sampler_level(j.params, set_here);
   return j;
 }
 
 }  // namespace
-
-std::pair<int, int> parse_size_text(const std::string& s) {
-  const size_t x = s.find_first_of("xX");
-  auto digits = [](const std::string& t) {
-    return !t.empty() && t.size() <= 6 && t.find_first_not_of("0123456789") == std::string::npos;
-  };
-  if (x == std::string::npos || !digits(s.substr(0, x)) || !digits(s.substr(x + 1)))
-    throw std::invalid_argument("size must be WIDTHxHEIGHT, e.g. 512x768, not '" + s + "'");
-  return {std::stoi(s.substr(0, x)), std::stoi(s.substr(x + 1))};
-}
 
 std::vector<std::string> shell_split(const std::string& line) {
   std::vector<std::string> out;
@@ -272,9 +195,9 @@ PromptFormat prompt_format(const std::string& path, const std::string& explicit_
                                                                  : PromptFormat::Txt;
 }
 
-std::vector<JobSpec> parse_prompt_file(std::istream& in, PromptFormat format,
-                                       const std::string& label) {
-  std::vector<JobSpec> jobs;
+std::vector<JobLine> parse_prompt_file(std::istream& in, PromptFormat format,
+                                       const std::string& label, const JobParams& defaults) {
+  std::vector<JobLine> jobs;
   std::string raw;
   int line = 0;
   while (std::getline(in, raw)) {
@@ -284,19 +207,18 @@ std::vector<JobSpec> parse_prompt_file(std::istream& in, PromptFormat format,
     if (text.empty()) continue;
     switch (format) {
       case PromptFormat::Jsonl:
-        jobs.push_back(parse_jsonl_line(text, label, line));
+        jobs.push_back(parse_jsonl_line(text, label, line, defaults));
         break;
       case PromptFormat::Txt:
       case PromptFormat::A1111:
         if (text[0] == '#') continue;
         // As A1111: a line with option syntax is options; any other line is a prompt.
         if (text.rfind("--", 0) == 0) {
-          jobs.push_back(parse_a1111_line(text, label, line));
+          jobs.push_back(parse_a1111_line(text, label, line, defaults));
         } else {
-          JobSpec j;
-          j.line = line;
-          j.prompt = text;
-          jobs.push_back(j);
+          JobLine j{line, defaults, {}};
+          j.params.image.prompt = text;
+          jobs.push_back(std::move(j));
         }
         break;
     }
@@ -307,12 +229,13 @@ std::vector<JobSpec> parse_prompt_file(std::istream& in, PromptFormat format,
   return jobs;
 }
 
-std::vector<JobSpec> read_prompt_file(const std::string& path, const std::string& format) {
+std::vector<JobLine> read_prompt_file(const std::string& path, const std::string& format,
+                                      const JobParams& defaults) {
   const PromptFormat f = prompt_format(path, format);
-  if (path == "-") return parse_prompt_file(std::cin, f, "<stdin>");
+  if (path == "-") return parse_prompt_file(std::cin, f, "<stdin>", defaults);
   std::ifstream in(path);
   if (!in) throw PromptFileError(path + ": cannot open the prompt file");
-  return parse_prompt_file(in, f, path);
+  return parse_prompt_file(in, f, path, defaults);
 }
 
 }  // namespace sdgen

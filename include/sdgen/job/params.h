@@ -1,0 +1,136 @@
+// Generation parameters and their one schema. Every parameter a user can set is described once
+// (name, type, default, validation, CLI flag, jsonl key, A1111 option, --json record key,
+// infotext label); the command line, the three prompt-file formats, the --json records, the
+// infotext and the validation all read this table, so a new parameter is one entry here plus
+// the field it sets. Torch-free: jobs are read and checked before any model is loaded.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "sdgen/io/infotext.h"
+#include "sdgen/sampling/sampler_registry.h"
+
+namespace sdgen {
+
+// What a job makes from what. Only text-to-image exists yet; img2img and inpainting take
+// their parameters (init image, mask, strength) through the same schema.
+enum class Mode { kTxt2Img };
+const char* mode_name(Mode m);
+
+// The parameters of one image.
+struct GenerationParams {
+  Mode mode = Mode::kTxt2Img;
+  std::string prompt;
+  std::string negative_prompt;
+  int steps = 30;
+  int width = 0, height = 0;  // 0: the model's native size
+  double cfg_scale = 7.0;
+  std::string sampler = "euler";
+  std::string scheduler = "discrete";
+  uint64_t seed = 0;
+  // A1111 numbering: 1 = the layer the model was trained with (SD 1.x the last, SD 2.x the
+  // penultimate); each step above 1 skips one more layer.
+  int clip_skip = 1;
+  // "eps" or "v"; empty: the model's. Pipeline::resolve fills it for models whose prediction
+  // is not fixed by the family (SD 2.x), where the infotext records it as "Prediction".
+  std::string prediction;
+  // How brackets in the prompts are read: "a1111" (A1111's emphasis syntax, its "Original")
+  // or "none" (plain text, A1111's "None"); long prompts are chunked either way.
+  std::string emphasis = "a1111";
+  SamplerOptions sampler_options;
+};
+
+// One line of a run (the command line, or a prompt-file line over it): the parameters of its
+// images and what expands it into images.
+struct JobParams {
+  GenerationParams image;   // .seed: the first image's (see random_seed)
+  bool random_seed = true;  // no seed given (or -1): one is drawn per line
+  int batch_count = 1;      // images, seeds seed .. seed + batch_count - 1
+  std::string output = "outputs/{index:05}-{seed}.png";  // name template (io/output_template.h)
+  // Whether the scheduler was given at the level that gave the sampler: an A1111 sampler label
+  // that names a schedule ("DPM++ 2M Karras") sets it unless the user chose one explicitly.
+  bool scheduler_explicit = false;
+};
+
+// What validation needs to know of the model (known before its weights load: from the
+// checkpoint's shapes and config). Zero means not known yet: that check is left out.
+struct ModelLimits {
+  int size_multiple = 8;  // the VAE's downsampling factor
+  int native_width = 0, native_height = 0;
+  int max_clip_skip = 0;
+  // Said when clip skip > 1 (SD 2.x: A1111 ignores clip skip there); empty: nothing to say.
+  std::string clip_skip_warning;
+};
+
+enum class ParamType { kText, kInt, kNumber, kSeed, kSize, kName };
+
+struct ParamSpec {
+  std::string name;  // also the jsonl key
+  ParamType type;
+  std::string cli;                 // "--steps"; "" when the command line has no flag for it
+  std::string cli_short;           // "-p"
+  std::vector<std::string> a1111;  // options of A1111's "prompts from file" script
+  std::string json;                // key in --json records; "" when not recorded
+  std::string infotext;            // the infotext label(s) it writes, for documentation
+  std::string default_text;        // the default, as the help shows it
+  std::string help;
+  unsigned modes = ~0u;  // bit (1 << Mode): the modes it applies to
+  // Sets the parameter from text (command line, A1111 lines) and checks the value; throws
+  // std::invalid_argument with a message to put after the option's name ("must be ...").
+  std::function<void(JobParams&, const std::string& text)> set_text;
+  // The same from a JSON value (jsonl), type-checked first; the message names the key.
+  std::function<void(JobParams&, const nlohmann::json& value)> set_json;
+  // A1111's option `option` (one of `a1111`): set_text, except where one parameter has two
+  // A1111 options (size: width and height).
+  std::function<void(JobParams&, const std::string& option, const std::string& text)> set_a1111;
+  // The value's own constraints on an assembled image (steps in range, ...), as set_text
+  // checks them; std::invalid_argument.
+  std::function<void(const GenerationParams&)> check;
+  // The --json record value.
+  std::function<nlohmann::json(const GenerationParams&)> to_json;
+  // Appends its infotext fields (none at A1111's defaults).
+  std::function<void(const GenerationParams&, std::vector<std::pair<std::string, std::string>>&)>
+      write_infotext;
+  // Images whose parameters differ here cannot share a UNet batch; null: they can.
+  std::function<bool(const GenerationParams&, const GenerationParams&)> same_in_batch;
+};
+
+// The schema, in A1111's infotext order.
+const std::vector<ParamSpec>& param_specs();
+const ParamSpec& param_spec(const std::string& name);  // throws std::logic_error when unknown
+// "prompt, negative_prompt, ..." : the jsonl keys, for error messages.
+std::string jsonl_keys();
+
+// Resolves an A1111 sampler label in p.sampler ("DPM++ 2M Karras" -> dpm++2m + karras) and
+// checks every parameter against itself and `limits`. Throws std::invalid_argument.
+void finish_job(JobParams& job, const ModelLimits& limits);
+// Every check of an image's parameters: each spec's own, sampler and scheduler names, eta,
+// size against the VAE factor, clip skip against the text encoder. std::invalid_argument.
+void validate_params(const GenerationParams& p, const ModelLimits& limits);
+// validate_params, then the model's native size where none is given; `warn` (may be empty)
+// hears about sizes far above native, clip skip on SD 2.x and samplers with own timesteps.
+GenerationParams resolve_params(GenerationParams p, const ModelLimits& limits,
+                                const std::function<void(const std::string&)>& warn = {});
+// Whether two images can share UNet batches: equal in every same_in_batch parameter (size,
+// steps, sampler, scheduler, guidance, prediction, eta).
+bool batchable(const GenerationParams& a, const GenerationParams& b);
+
+// What the infotext says of the model: file name without extension, the first 10 hex digits
+// of its sha256 (may be empty), the VAE file's name when one replaced the checkpoint's.
+struct ModelStamp {
+  std::string name, hash, vae;
+};
+// The A1111 infotext of an image made with `p`.
+InfoText make_infotext(const GenerationParams& p, const ModelStamp& model);
+// The --json record's parameter fields.
+nlohmann::json params_json(const GenerationParams& p);
+
+// "Version" in the infotext: "sdgen <project version>".
+std::string sdgen_version();
+
+}  // namespace sdgen

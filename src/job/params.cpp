@@ -1,0 +1,479 @@
+// The parameter schema: one entry per parameter, in A1111's infotext order.
+#include "sdgen/job/params.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "sdgen/io/output_template.h"
+#include "sdgen/text/prompt_chunks.h"
+#include "sdgen/text/prompt_weights.h"
+
+#ifndef SDGEN_VERSION
+#define SDGEN_VERSION "unknown"
+#endif
+
+namespace sdgen {
+namespace {
+
+using json = nlohmann::json;
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+int64_t whole_number(const std::string& s) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || end != s.c_str() + s.size() || errno == ERANGE || std::isspace(s[0]))
+    bad("must be a whole number, got '" + s + "'");
+  return v;
+}
+
+double finite_number(const std::string& s) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v) || std::isspace(s[0]))
+    bad("must be a number, got '" + s + "'");
+  return v;
+}
+
+int in_range(int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi)
+    bad("must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
+        std::to_string(v));
+  return static_cast<int>(v);
+}
+
+// The JSON value as the text set_text reads, after checking its type.
+std::string json_text(ParamType type, const json& v) {
+  auto wrong = [&](const char* want) {
+    bad(std::string("must be ") + want + ", got " + v.type_name() + " " + v.dump());
+  };
+  switch (type) {
+    case ParamType::kInt:
+    case ParamType::kSeed:
+      if (!v.is_number_integer()) wrong("an integer");
+      return v.dump();
+    case ParamType::kNumber:
+      if (!v.is_number()) wrong("a number");
+      return v.dump();
+    case ParamType::kText:
+    case ParamType::kName:
+    case ParamType::kSize:
+      if (!v.is_string()) wrong("a string");
+      return v.get<std::string>();
+  }
+  return "";
+}
+
+struct SpecBuilder {
+  ParamSpec s;
+  SpecBuilder(std::string name, ParamType type, std::string cli, std::string help) {
+    s.name = std::move(name);
+    s.type = type;
+    s.cli = std::move(cli);
+    s.help = std::move(help);
+  }
+  SpecBuilder& short_flag(std::string f) { return s.cli_short = std::move(f), *this; }
+  SpecBuilder& a1111(std::vector<std::string> names) { return s.a1111 = std::move(names), *this; }
+  SpecBuilder& json_key(std::string k) { return s.json = std::move(k), *this; }
+  SpecBuilder& infotext(std::string label) { return s.infotext = std::move(label), *this; }
+  SpecBuilder& default_text(std::string d) { return s.default_text = std::move(d), *this; }
+  ParamSpec done() {
+    const ParamType type = s.type;
+    auto set_text = s.set_text;
+    const std::string name = s.name;
+    if (!s.set_json)
+      s.set_json = [type, set_text, name](JobParams& j, const json& v) {
+        std::string text;
+        try {
+          text = json_text(type, v);
+        } catch (const std::invalid_argument& e) {
+          bad("'" + name + "' " + e.what());
+        }
+        try {
+          set_text(j, text);
+        } catch (const std::invalid_argument& e) {
+          bad(name + " " + e.what());
+        }
+      };
+    if (!s.set_a1111)
+      s.set_a1111 = [set_text](JobParams& j, const std::string&, const std::string& text) {
+        set_text(j, text);
+      };
+    if (!s.check) s.check = [](const GenerationParams&) {};
+    return s;
+  }
+};
+
+// An int field of GenerationParams in [lo, hi].
+void int_field(SpecBuilder& b, int GenerationParams::*field, int lo, int hi) {
+  b.s.set_text = [=](JobParams& j, const std::string& t) {
+    j.image.*field = in_range(whole_number(t), lo, hi);
+  };
+  b.s.check = [=](const GenerationParams& p) { in_range(p.*field, lo, hi); };
+  b.s.to_json = [=](const GenerationParams& p) { return json(p.*field); };
+}
+
+bool same_eta(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+std::string size_text(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
+
+std::pair<int, int> parse_size(const std::string& s) {
+  const size_t x = s.find_first_of("xX");
+  auto digits = [](const std::string& t) {
+    return !t.empty() && t.size() <= 6 && t.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (x == std::string::npos || !digits(s.substr(0, x)) || !digits(s.substr(x + 1)))
+    bad("must be WIDTHxHEIGHT, e.g. 512x768, not '" + s + "'");
+  const int w = std::stoi(s.substr(0, x)), h = std::stoi(s.substr(x + 1));
+  if (w < 1 || h < 1) bad("must be at least 1 pixel on each side, not '" + s + "'");
+  return {w, h};
+}
+
+std::vector<ParamSpec> build_specs() {
+  std::vector<ParamSpec> v;
+  {
+    SpecBuilder b("prompt", ParamType::kText, "--prompt", "what to draw, in A1111's prompt syntax");
+    b.short_flag("-p").a1111({"prompt"}).json_key("prompt").infotext("(first line)");
+    b.s.set_text = [](JobParams& j, const std::string& t) { j.image.prompt = t; };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.prompt); };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("negative_prompt", ParamType::kText, "--negative-prompt",
+                  "what to steer away from (the unconditional prompt of guidance)");
+    b.short_flag("-n").a1111({"negative_prompt"}).json_key("negative").infotext("Negative prompt");
+    b.s.set_text = [](JobParams& j, const std::string& t) { j.image.negative_prompt = t; };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.negative_prompt); };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("steps", ParamType::kInt, "--steps", "sampling steps");
+    b.a1111({"steps"}).json_key("steps").infotext("Steps").default_text("30");
+    int_field(b, &GenerationParams::steps, 1, 10000);
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      f.emplace_back("Steps", std::to_string(p.steps));
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return a.steps == c.steps;
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("sampler", ParamType::kName, "--sampler",
+                  "euler | euler_a | heun | dpm2 | dpm2_a | dpm++2s_a | dpm++2m | dpm++2m_sde | "
+                  "lms | ddim | plms | unipc | lcm, or an A1111 label such as \"DPM++ 2M "
+                  "Karras\" (sets the scheduler too; see --list-samplers)");
+    b.a1111({"sampler_name"}).json_key("sampler").infotext("Sampler").default_text("euler");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      if (t.empty()) bad("must name a sampler");
+      j.image.sampler = t;  // an A1111 label is resolved in finish_job, with the scheduler
+    };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.sampler); };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      f.emplace_back("Sampler", sampler_info(p.sampler).a1111_label);
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return a.sampler == c.sampler;
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("scheduler", ParamType::kName, "--scheduler",
+                  "discrete | karras | exponential | sgm_uniform | simple");
+    b.json_key("scheduler").infotext("Schedule type").default_text("discrete");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      validate_scheduler(t);
+      j.image.scheduler = t;
+      j.scheduler_explicit = true;
+    };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.scheduler); };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      if (auto type = a1111_schedule_type(p.sampler, p.scheduler); !type.empty())
+        f.emplace_back("Schedule type", type);
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return a.scheduler == c.scheduler;
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("cfg_scale", ParamType::kNumber, "--cfg-scale",
+                  "classifier-free guidance scale (1: no unconditional pass)");
+    b.a1111({"cfg_scale"}).json_key("cfg").infotext("CFG scale").default_text("7");
+    b.s.set_text = [](JobParams& j, const std::string& t) { j.image.cfg_scale = finite_number(t); };
+    b.s.check = [](const GenerationParams& p) {
+      if (!std::isfinite(p.cfg_scale)) bad("must be a finite number");
+    };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.cfg_scale); };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      f.emplace_back("CFG scale", format_number(p.cfg_scale));
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return a.cfg_scale == c.cfg_scale;
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("seed", ParamType::kSeed, "--seed",
+                  "-1 for a random seed (it is reported); image i of a line uses seed + i; up to "
+                  "2^64-1");
+    b.short_flag("-s").a1111({"seed"}).json_key("seed").infotext("Seed").default_text("-1");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      if (t == "-1") {
+        j.random_seed = true;
+        return;
+      }
+      errno = 0;
+      char* end = nullptr;
+      const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
+      if (t.empty() || t[0] < '0' || t[0] > '9' || end != t.c_str() + t.size() || errno == ERANGE)
+        bad("must be -1 (random) or a whole number from 0 to 18446744073709551615, got " + t);
+      j.image.seed = v;
+      j.random_seed = false;
+    };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.seed); };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      f.emplace_back("Seed", std::to_string(p.seed));
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("size", ParamType::kSize, "--size",
+                  "WIDTHxHEIGHT, multiples of the VAE's factor (8) (default: the model's native "
+                  "size)");
+    b.a1111({"width", "height"}).json_key("size").infotext("Size");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      std::tie(j.image.width, j.image.height) = parse_size(t);
+    };
+    b.s.set_a1111 = [](JobParams& j, const std::string& option, const std::string& t) {
+      const int side = in_range(whole_number(t), 1, 999999);
+      (option == "width" ? j.image.width : j.image.height) = side;
+    };
+    b.s.check = [](const GenerationParams& p) {
+      if (p.width < 0 || p.height < 0 || (p.width == 0) != (p.height == 0))
+        bad("must be at least 1 pixel on each side, not " + size_text(p.width, p.height));
+    };
+    b.s.to_json = [](const GenerationParams& p) {
+      return json(p.width ? size_text(p.width, p.height) : "");
+    };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      f.emplace_back("Size", size_text(p.width, p.height));
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return a.width == c.width && a.height == c.height;
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("eta", ParamType::kNumber, "--eta",
+                  "noise amount of ancestral and SDE samplers (default 1) and ddim (default 0)");
+    b.json_key("eta").infotext("Eta, Eta DDIM");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      const double eta = finite_number(t);
+      if (eta < 0 || eta > 100) bad("must be between 0 and 100, got " + t);
+      j.image.sampler_options.eta = eta;
+    };
+    b.s.to_json = [](const GenerationParams& p) {  // null for samplers without noise
+      const auto& info = sampler_info(p.sampler);
+      return info.takes_eta ? json(effective_eta(info, p.sampler_options)) : json(nullptr);
+    };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      if (auto [key, eta] = a1111_eta_field(p.sampler, p.sampler_options); !key.empty())
+        f.emplace_back(key, format_number(eta));
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return same_eta(a.sampler_options.eta, c.sampler_options.eta) &&
+             a.sampler_options.s_noise == c.sampler_options.s_noise;
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("clip_skip", ParamType::kInt, "--clip-skip",
+                  "skip N-1 text-encoder layers (1 = the model's own: SD 1.x last, SD 2.x "
+                  "penultimate)");
+    b.json_key("clip_skip").infotext("Clip skip").default_text("1");
+    int_field(b, &GenerationParams::clip_skip, 1, 1000);
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      if (p.clip_skip != 1) f.emplace_back("Clip skip", std::to_string(p.clip_skip));
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("emphasis", ParamType::kName, "--emphasis",
+                  "a1111: (word) x1.1, [word] /1.1, (word:1.3), \\( literal, BREAK (A1111 "
+                  "syntax); none: brackets and BREAK are plain text");
+    b.json_key("emphasis").infotext("Emphasis").default_text("a1111");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      j.image.emphasis = emphasis_name(parse_emphasis(t));
+    };
+    b.s.check = [](const GenerationParams& p) { parse_emphasis(p.emphasis); };
+    b.s.to_json = [](const GenerationParams& p) { return json(p.emphasis); };
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      // As A1111: recorded when it is not the default and a prompt holds '(' or '['.
+      const Emphasis e = parse_emphasis(p.emphasis);
+      if (e != Emphasis::kA1111 &&
+          (has_emphasis_brackets(p.prompt) || has_emphasis_brackets(p.negative_prompt)))
+        f.emplace_back("Emphasis", emphasis_a1111_label(e));
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("prediction", ParamType::kName, "--prediction",
+                  "what the UNet predicts: eps | v (default: from the model; SD 2.x as A1111 "
+                  "decides, SD 1.x eps)");
+    b.json_key("prediction").infotext("Prediction");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      if (t != "eps" && t != "v") bad("must be eps or v, not '" + t + "'");
+      j.image.prediction = t;
+    };
+    b.s.check = [](const GenerationParams& p) {
+      if (!p.prediction.empty() && p.prediction != "eps" && p.prediction != "v")
+        bad("must be eps or v, not '" + p.prediction + "'");
+    };
+    b.s.to_json = [](const GenerationParams& p) {
+      return p.prediction.empty() ? json(nullptr) : json(p.prediction);
+    };
+    // Not an A1111 field (A1111 reads it from the model's config); the webuis keep unknown keys.
+    b.s.write_infotext = [](const GenerationParams& p, Fields& f) {
+      if (!p.prediction.empty()) f.emplace_back("Prediction", p.prediction);
+    };
+    b.s.same_in_batch = [](const GenerationParams& a, const GenerationParams& c) {
+      return a.prediction == c.prediction;
+    };
+    v.push_back(b.done());
+  }
+  {
+    // A1111 lines give n_iter x batch_size images (job/prompt_file.cpp).
+    SpecBuilder b("batch_count", ParamType::kInt, "--batch-count",
+                  "images per prompt, seeds seed..seed+N-1");
+    b.default_text("1");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      j.batch_count = in_range(whole_number(t), 1, 1000000);
+    };
+    v.push_back(b.done());
+  }
+  {
+    SpecBuilder b("output", ParamType::kText, "--output",
+                  "PNG path template: {index} {seed} {line} {prompt}, widths like {index:05}; "
+                  "folders are created");
+    b.short_flag("-o").default_text("outputs/{index:05}-{seed}.png");
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      validate_output_template(t);
+      j.output = t;
+    };
+    v.push_back(b.done());
+  }
+  return v;
+}
+
+}  // namespace
+
+const char* mode_name(Mode) { return "txt2img"; }
+
+const std::vector<ParamSpec>& param_specs() {
+  static const std::vector<ParamSpec> specs = build_specs();
+  return specs;
+}
+
+const ParamSpec& param_spec(const std::string& name) {
+  for (const auto& s : param_specs())
+    if (s.name == name) return s;
+  throw std::logic_error("no job parameter named '" + name + "'");
+}
+
+std::string jsonl_keys() {
+  std::string keys;
+  for (const auto& s : param_specs()) keys += (keys.empty() ? "" : ", ") + s.name;
+  return keys;
+}
+
+void validate_params(const GenerationParams& p, const ModelLimits& limits) {
+  for (const auto& s : param_specs()) {
+    if (!(s.modes & (1u << static_cast<unsigned>(p.mode))))
+      continue;  // (a parameter of another mode keeps its default)
+    try {
+      s.check(p);
+    } catch (const std::invalid_argument& e) {
+      bad(s.name + " " + e.what());
+    }
+  }
+  validate_sampler(p.sampler, p.steps, p.sampler_options);
+  validate_scheduler(p.scheduler);
+  const int f = limits.size_multiple;
+  if (p.width && (p.width % f || p.height % f))
+    bad("size " + size_text(p.width, p.height) + ": width and height must be multiples of " +
+        std::to_string(f) + ", the VAE's downsampling factor (" +
+        std::to_string(p.width % f ? p.width : p.height) + " is not a multiple of " +
+        std::to_string(f) + "); try " +
+        size_text(std::max(f, p.width / f * f), std::max(f, p.height / f * f)));
+  if (limits.max_clip_skip > 0 && p.clip_skip > limits.max_clip_skip)
+    bad("clip skip must be between 1 and " + std::to_string(limits.max_clip_skip) +
+        " for this model's text encoder, got " + std::to_string(p.clip_skip));
+}
+
+void finish_job(JobParams& job, const ModelLimits& limits) {
+  apply_sampler_alias(job.image.sampler, job.image.scheduler, job.scheduler_explicit);
+  validate_params(job.image, limits);
+}
+
+GenerationParams resolve_params(GenerationParams p, const ModelLimits& limits,
+                                const std::function<void(const std::string&)>& warn) {
+  validate_params(p, limits);
+  if (p.width == 0) {
+    p.width = limits.native_width;
+    p.height = limits.native_height;
+  }
+  if (!warn) return p;
+  if (sampler_info(p.sampler).unit_noise_timesteps && p.scheduler != "discrete")
+    warn("sampler " + p.sampler + " uses its own timesteps; scheduler " + p.scheduler +
+         " does not apply");
+  if (p.clip_skip > 1 && !limits.clip_skip_warning.empty())
+    warn("clip skip " + std::to_string(p.clip_skip) + limits.clip_skip_warning);
+  const int nw = limits.native_width, nh = limits.native_height;
+  if (nw > 0 &&
+      (p.width > 2 * nw || p.height > 2 * nh || int64_t{p.width} * p.height > int64_t{2} * nw * nh))
+    warn("size " + size_text(p.width, p.height) + " is far above the model's native " +
+         size_text(nw, nh) + ": expect duplicated objects and repeated patterns");
+  return p;
+}
+
+bool batchable(const GenerationParams& a, const GenerationParams& b) {
+  if (a.mode != b.mode) return false;
+  for (const auto& s : param_specs())
+    if (s.same_in_batch && !s.same_in_batch(a, b)) return false;
+  return true;
+}
+
+std::string sdgen_version() { return std::string("sdgen ") + SDGEN_VERSION; }
+
+InfoText make_infotext(const GenerationParams& p, const ModelStamp& model) {
+  InfoText info;
+  info.prompt = p.prompt;
+  info.negative_prompt = p.negative_prompt;
+  for (const auto& s : param_specs()) {
+    if (s.write_infotext) s.write_infotext(p, info.fields);
+    if (s.name == "size") {
+      // A1111 writes the model's fields right after the size.
+      if (!model.hash.empty()) info.fields.emplace_back("Model hash", model.hash);
+      if (!model.name.empty()) info.fields.emplace_back("Model", model.name);
+      if (!model.vae.empty()) info.fields.emplace_back("VAE", model.vae);
+    }
+  }
+  info.fields.emplace_back("Version", sdgen_version());
+  return info;
+}
+
+nlohmann::json params_json(const GenerationParams& p) {
+  json j = json::object();
+  for (const auto& s : param_specs())
+    if (!s.json.empty() && s.to_json) j[s.json] = s.to_json(p);
+  return j;
+}
+
+}  // namespace sdgen
