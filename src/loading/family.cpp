@@ -116,6 +116,21 @@ ModelFamily unsupported(std::string name, std::string label, std::string descrip
   return f;
 }
 
+// A family sdgen runs from single files with LDM key names: its text encoder under
+// `text_prefix`, the UNet and the VAE where every LDM checkpoint has them.
+ModelFamily ldm_family(std::string name, std::string label, const char* text_prefix,
+                       std::function<bool(const TensorSource&)> detect) {
+  ModelFamily f;
+  f.name = std::move(name);
+  f.label = std::move(label);
+  f.detect = std::move(detect);
+  f.supported = true;
+  f.text_keys = KeyMap::prefixed(text_prefix);
+  f.unet_keys = KeyMap::prefixed(kUNet);
+  f.vae_keys = KeyMap::prefixed(kVae);
+  return f;
+}
+
 std::vector<ModelFamily> build_families() {
   auto has = [](const char* prefix) {
     return [p = std::string(prefix)](const TensorSource& s) { return s.has_prefix(p); };
@@ -158,14 +173,7 @@ std::vector<ModelFamily> build_families() {
                           "and depth)",
                           openclip_with(5)));
   {
-    ModelFamily f;
-    f.name = "sd2";
-    f.label = "SD 2.x";
-    f.detect = has(kOpenClip);
-    f.supported = true;
-    f.text_keys = KeyMap::prefixed(kOpenClip);
-    f.unet_keys = KeyMap::prefixed(kUNet);
-    f.vae_keys = KeyMap::prefixed(kVae);
+    ModelFamily f = ldm_family("sd2", "SD 2.x", kOpenClip, has(kOpenClip));
     // The logit scale serves image-text matching; a stored causal mask is rebuilt.
     f.text_ignored_suffixes = {"logit_scale", "attn_mask"};
     f.infer_config = sd2_config;
@@ -188,14 +196,9 @@ std::vector<ModelFamily> build_families() {
                           "the input image's latent)",
                           [](const TensorSource& s) { return unet_inputs(s) == 8; }));
   {
-    ModelFamily f;
-    f.name = "sd1";
-    f.label = "SD 1.x";
-    f.detect = has(kUNet);
-    f.supported = true;
-    f.text_keys = KeyMap::prefixed(kClip);
-    f.unet_keys = KeyMap::prefixed(kUNet);
-    f.vae_keys = KeyMap::prefixed(kVae);
+    // the last: any other LDM UNet with a 4-channel input (a missing text encoder is then
+    // reported as such)
+    ModelFamily f = ldm_family("sd1", "SD 1.x", kClip, has(kUNet));
     f.text_ignored_suffixes = {"embeddings.position_ids"};
     f.infer_config = sd1_config;
     f.make_text_encoder = [](const ClipTextConfig& c) {
