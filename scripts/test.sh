@@ -12,9 +12,12 @@ status=0
 # the benchmark's step-vs-end-to-end check) past their limits. One thread per test process.
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ctest --test-dir "$build" --output-on-failure -j"$(nproc)" ||
   status=1
-# The conformance runner needs Debian's numpy and Pillow: use Debian's python3.
+# The conformance runner needs Debian's numpy and Pillow: use Debian's python3. The folders of
+# the features that have landed: text-to-image (cases.json) and SDXL.
 if [[ -d ../shared/conformance ]]; then
-  /usr/bin/python3 ../shared/conformance/run.py "$build/sdgen" || status=1
+  /usr/bin/python3 ../shared/conformance/run.py "$build/sdgen" \
+    --cases ../shared/conformance/cases.json --cases ../shared/conformance/sdxl/cases.json ||
+    status=1
 else
   echo "test: ../shared/conformance not found; conformance cases skipped" >&2
 fi

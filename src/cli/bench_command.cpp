@@ -21,9 +21,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchCliOptions& o) {
       "time the UNet step, text encoder, VAE decode and prompt -> PNG on random weights of a "
       "named architecture (or on --model)");
   auto& s = o.bench;
-  b->add_option("--arch", s.arch, "sd15 | sd21 | tiny (random weights, no checkpoint)")
+  b->add_option("--arch", s.arch, "sd15 | sd21 | sdxl | tiny (random weights, no checkpoint)")
       ->default_val("sd15")
-      ->check(CLI::IsMember({"sd15", "sd21", "tiny"}));
+      ->check(CLI::IsMember({"sd15", "sd21", "sdxl", "tiny"}));
   b->add_option("--model", s.model_path,
                 "bench this checkpoint instead of random weights (default: sdgen's own model)");
   b->add_option(

@@ -18,7 +18,7 @@ struct UsageError : std::runtime_error {
 
 // The run's options; the job parameters (job/params.h) are the defaults of every line.
 struct CliOptions {
-  std::string model, tokenizer, vae, model_config, device, devices, dtype;
+  std::string model, tokenizer, vae, model_config, device, devices, dtype, vae_dtype;
   std::string prompt_file, prompt_format, shard;
   JobParams job;
   int batch_size = 1;

@@ -30,7 +30,8 @@ int run(CliOptions o) {
     o.model = default_model();
     if (o.model.empty())
       throw UsageError(
-          "--model PATH is required (an SD 1.x or 2.x .safetensors file): sdgen's default model "
+          "--model PATH is required (an SD 1.x, 2.x or SDXL .safetensors file): sdgen's default "
+          "model "
           "(models/default/model.safetensors) is not there; scripts/train-default-model.sh "
           "builds it");
   }
@@ -92,9 +93,10 @@ int main(int argc, char** argv) {
   // aliases add options after the user's (`sdgen --steps 30 ... --steps 20` runs 20 steps).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   CliOptions o;
-  app.add_option("--model", o.model,
-                 "SD 1.x or 2.x checkpoint (.safetensors, LDM key names); default: sdgen's own "
-                 "model (models/default/), also as --model default");
+  app.add_option(
+      "--model", o.model,
+      "SD 1.x, 2.x or SDXL checkpoint (.safetensors, LDM key names); default: sdgen's own "
+      "model (models/default/), also as --model default");
   app.add_option("--tokenizer", o.tokenizer,
                  "CLIP BPE vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json (+ merges.txt) "
                  "or a folder holding them, or a SentencePiece .model (default: the model's "
@@ -123,6 +125,9 @@ int main(int argc, char** argv) {
                  "CPU threads (default: OMP_NUM_THREADS when set, else every core)")
       ->check(CLI::Range(0, 4096));
   app.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: fp16 on CUDA, fp32 on CPU)");
+  app.add_option("--vae-dtype", o.vae_dtype,
+                 "fp32 | fp16 | bf16: the VAE's dtype (default: --dtype, except fp32 for SDXL's "
+                 "VAE, which overflows in fp16)");
   app.add_option("--shard", o.shard,
                  "K/N: run the jobs whose index i has i % N == K (default: from "
                  "SLURM_ARRAY_TASK_ID/COUNT when set)");

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -132,6 +133,8 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
   std::vector<Worker> workers;
   for (const auto& name : device_names) workers.push_back({parse_device(name), nullptr});
   const torch::ScalarType dtype = parse_compute_dtype(o.dtype, workers[0].device);
+  std::optional<torch::ScalarType> vae_dtype;
+  if (!o.vae_dtype.empty()) vae_dtype = parse_compute_dtype(o.vae_dtype, workers[0].device);
 
   Progress progress(jobs.size(), o.quiet);
   Reporter reporter(o, progress, file_stem(o.model));
@@ -189,6 +192,7 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
       LoadOptions load = o.load_options();
       load.device = w.device;
       load.dtype = dtype;
+      load.vae_dtype = vae_dtype;
       auto model = load_model(load, info);
       {
         std::lock_guard<std::mutex> lock(load_mu);

@@ -12,10 +12,6 @@
 #include "sdgen/text/prompt_chunks.h"
 #include "sdgen/text/prompt_weights.h"
 
-#ifndef SDGEN_VERSION
-#define SDGEN_VERSION "unknown"
-#endif
-
 namespace sdgen {
 namespace {
 
@@ -133,6 +129,37 @@ std::pair<int, int> parse_size(const std::string& s) {
   const int w = std::stoi(s.substr(0, x)), h = std::stoi(s.substr(x + 1));
   if (w < 1 || h < 1) bad("must be at least 1 pixel on each side, not '" + s + "'");
   return {w, h};
+}
+
+// An SDXL size-conditioning pair "AxB" (sizes WxH, crop TOPxLEFT) into two fields.
+void sdxl_pair(std::vector<ParamSpec>& v, const std::string& name, const std::string& cli,
+               const std::string& form, const std::string& label, int SizeConditioning::*a,
+               int SizeConditioning::*b, const std::string& help) {
+  SpecBuilder sb(name, ParamType::kSize, cli, help);
+  sb.json_key(name).infotext(label).default_text(form == "TOPxLEFT" ? "0x0" : "the image size");
+  const bool crop = form == "TOPxLEFT";
+  sb.s.set_text = [=](JobParams& j, const std::string& t) {
+    const size_t x = t.find_first_of("xX");
+    auto digits = [](const std::string& d) {
+      return !d.empty() && d.size() <= 6 && d.find_first_not_of("0123456789") == std::string::npos;
+    };
+    if (x == std::string::npos || !digits(t.substr(0, x)) || !digits(t.substr(x + 1)))
+      bad("must be " + form + ", e.g. " + (crop ? "0x0" : "1024x1024") + ", not '" + t + "'");
+    const int first = std::stoi(t.substr(0, x)), second = std::stoi(t.substr(x + 1));
+    if (!crop && (first < 1 || second < 1))
+      bad("must be at least 1 pixel on each side, not '" + t + "'");
+    j.image.sdxl.*a = first;
+    j.image.sdxl.*b = second;
+  };
+  sb.s.to_json = [=](const GenerationParams& p) {
+    const int first = p.sdxl.*a, second = p.sdxl.*b;
+    return !crop && first == 0 ? json(nullptr) : json(size_text(first, second));
+  };
+  // Not an A1111 field (A1111 always passes the image size and crop 0): written when set.
+  sb.s.write_infotext = [=](const GenerationParams& p, Fields& f) {
+    if (p.sdxl.*a != 0 || p.sdxl.*b != 0) f.emplace_back(label, size_text(p.sdxl.*a, p.sdxl.*b));
+  };
+  v.push_back(sb.done());
 }
 
 std::vector<ParamSpec> build_specs() {
@@ -348,6 +375,15 @@ std::vector<ParamSpec> build_specs() {
     };
     v.push_back(b.done());
   }
+  sdxl_pair(v, "sdxl_original_size", "--sdxl-original-size", "WxH", "SDXL original size",
+            &SizeConditioning::original_width, &SizeConditioning::original_height,
+            "SDXL size conditioning: the original image size the model is told (WIDTHxHEIGHT)");
+  sdxl_pair(v, "sdxl_crop", "--sdxl-crop", "TOPxLEFT", "SDXL crop", &SizeConditioning::crop_top,
+            &SizeConditioning::crop_left,
+            "SDXL size conditioning: the crop's top-left corner the model is told (TOPxLEFT)");
+  sdxl_pair(v, "sdxl_target_size", "--sdxl-target-size", "WxH", "SDXL target size",
+            &SizeConditioning::target_width, &SizeConditioning::target_height,
+            "SDXL size conditioning: the target size the model is told (WIDTHxHEIGHT)");
   {
     // A1111 lines give n_iter x batch_size images (job/prompt_file.cpp).
     SpecBuilder b("batch_count", ParamType::kInt, "--batch-count",
@@ -391,89 +427,6 @@ std::string jsonl_keys() {
   std::string keys;
   for (const auto& s : param_specs()) keys += (keys.empty() ? "" : ", ") + s.name;
   return keys;
-}
-
-void validate_params(const GenerationParams& p, const ModelLimits& limits) {
-  for (const auto& s : param_specs()) {
-    if (!(s.modes & (1u << static_cast<unsigned>(p.mode))))
-      continue;  // (a parameter of another mode keeps its default)
-    try {
-      s.check(p);
-    } catch (const std::invalid_argument& e) {
-      bad(s.name + " " + e.what());
-    }
-  }
-  validate_sampler(p.sampler, p.steps, p.sampler_options);
-  validate_scheduler(p.scheduler);
-  const int f = limits.size_multiple;
-  if (p.width && (p.width % f || p.height % f))
-    bad("size " + size_text(p.width, p.height) + ": width and height must be multiples of " +
-        std::to_string(f) + ", the VAE's downsampling factor (" +
-        std::to_string(p.width % f ? p.width : p.height) + " is not a multiple of " +
-        std::to_string(f) + "); try " +
-        size_text(std::max(f, p.width / f * f), std::max(f, p.height / f * f)));
-  if (limits.max_clip_skip > 0 && p.clip_skip > limits.max_clip_skip)
-    bad("clip skip must be between 1 and " + std::to_string(limits.max_clip_skip) +
-        " for this model's text encoder, got " + std::to_string(p.clip_skip));
-}
-
-void finish_job(JobParams& job, const ModelLimits& limits) {
-  apply_sampler_alias(job.image.sampler, job.image.scheduler, job.scheduler_explicit);
-  validate_params(job.image, limits);
-}
-
-GenerationParams resolve_params(GenerationParams p, const ModelLimits& limits,
-                                const std::function<void(const std::string&)>& warn) {
-  validate_params(p, limits);
-  if (p.width == 0) {
-    p.width = limits.native_width;
-    p.height = limits.native_height;
-  }
-  if (!warn) return p;
-  if (sampler_info(p.sampler).unit_noise_timesteps && p.scheduler != "discrete")
-    warn("sampler " + p.sampler + " uses its own timesteps; scheduler " + p.scheduler +
-         " does not apply");
-  if (p.clip_skip > 1 && !limits.clip_skip_warning.empty())
-    warn("clip skip " + std::to_string(p.clip_skip) + limits.clip_skip_warning);
-  const int nw = limits.native_width, nh = limits.native_height;
-  if (nw > 0 &&
-      (p.width > 2 * nw || p.height > 2 * nh || int64_t{p.width} * p.height > int64_t{2} * nw * nh))
-    warn("size " + size_text(p.width, p.height) + " is far above the model's native " +
-         size_text(nw, nh) + ": expect duplicated objects and repeated patterns");
-  return p;
-}
-
-bool batchable(const GenerationParams& a, const GenerationParams& b) {
-  if (a.mode != b.mode) return false;
-  for (const auto& s : param_specs())
-    if (s.same_in_batch && !s.same_in_batch(a, b)) return false;
-  return true;
-}
-
-std::string sdgen_version() { return std::string("sdgen ") + SDGEN_VERSION; }
-
-InfoText make_infotext(const GenerationParams& p, const ModelStamp& model) {
-  InfoText info;
-  info.prompt = p.prompt;
-  info.negative_prompt = p.negative_prompt;
-  for (const auto& s : param_specs()) {
-    if (s.write_infotext) s.write_infotext(p, info.fields);
-    if (s.name == "size") {
-      // A1111 writes the model's fields right after the size.
-      if (!model.hash.empty()) info.fields.emplace_back("Model hash", model.hash);
-      if (!model.name.empty()) info.fields.emplace_back("Model", model.name);
-      if (!model.vae.empty()) info.fields.emplace_back("VAE", model.vae);
-    }
-  }
-  info.fields.emplace_back("Version", sdgen_version());
-  return info;
-}
-
-nlohmann::json params_json(const GenerationParams& p) {
-  json j = json::object();
-  for (const auto& s : param_specs())
-    if (!s.json.empty() && s.to_json) j[s.json] = s.to_json(p);
-  return j;
 }
 
 }  // namespace sdgen

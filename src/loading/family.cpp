@@ -18,6 +18,8 @@ constexpr const char* kUNet = "model.diffusion_model.";
 constexpr const char* kVae = "first_stage_model.";
 constexpr const char* kClip = "cond_stage_model.transformer.text_model.";  // SD 1.x
 constexpr const char* kOpenClip = "cond_stage_model.model.";               // SD 2.x
+constexpr const char* kSdxlClipL = "conditioner.embedders.0.transformer.text_model.";
+constexpr const char* kSdxlBigG = "conditioner.embedders.1.model.";
 
 // The UNet's input channels (4 for text-to-image, 9 inpainting, 8 InstructPix2Pix, 5 depth),
 // or -1 without an LDM UNet.
@@ -38,6 +40,17 @@ std::vector<int> attention_channels(const UNetConfig& u) {
   }
   out.push_back(u.channel_mult.back() * u.model_channels);
   return out;
+}
+
+// UNet head width for SD 2.x / SDXL-like models without a config: the 64 of the releases when
+// every attention level splits into 64-wide heads and the model is SD-sized, else 16 (the
+// width of the reference's tiny models), else 8.
+int guess_head_channels(const UNetConfig& u) {
+  const auto channels = attention_channels(u);
+  auto fits = [&](int width) {
+    return std::all_of(channels.begin(), channels.end(), [&](int ch) { return ch % width == 0; });
+  };
+  return u.model_channels >= 320 && fits(64) ? 64 : fits(16) ? 16 : 8;
 }
 
 ModelConfig sd1_config(const TensorSource& s, const nlohmann::json* overrides,
@@ -85,14 +98,7 @@ ModelConfig sd2_config(const TensorSource& s, const nlohmann::json* overrides,
   if (overrides) {
     apply_json(*overrides, c);
   } else if (!standard) {
-    // A smaller model without a config: SD 2.x's 64-wide heads when every attention level
-    // splits into them and the model is SD-sized, else 16-wide heads (the width of the
-    // reference's tiny SD 2.x model), else 8.
-    const auto channels = attention_channels(c.unet);
-    auto fits = [&](int width) {
-      return std::all_of(channels.begin(), channels.end(), [&](int ch) { return ch % width == 0; });
-    };
-    c.unet.num_head_channels = c.unet.model_channels >= 320 && fits(64) ? 64 : fits(16) ? 16 : 8;
+    c.unet.num_head_channels = guess_head_channels(c.unet);
     if (notes)
       notes->push_back("no config JSON for this non-standard SD 2.x model: assumed " +
                        std::to_string(c.text.heads) + " text-encoder heads and UNet heads " +
@@ -103,6 +109,45 @@ ModelConfig sd2_config(const TensorSource& s, const nlohmann::json* overrides,
     throw CheckpointError(s.path() + ": the OpenCLIP text encoder has " +
                           std::to_string(c.text.layers) +
                           " resblocks; SD 2.x uses the penultimate one, so it needs at least 2");
+  return c;
+}
+
+ModelConfig sdxl_config(const TensorSource& s, const nlohmann::json* overrides,
+                        std::vector<std::string>* notes) {
+  const std::string what =
+      "an SDXL checkpoint (CLIP ViT-L under 'conditioner.embedders.0.', OpenCLIP ViT-bigG under "
+      "'conditioner.embedders.1.')";
+  ModelConfig c;
+  c.family = "sdxl";
+  c.text = infer::clip_text(s, kSdxlClipL, what);
+  c.text_2 = infer::openclip_text(s, kSdxlBigG, what);
+  c.unet = infer::unet(s, kUNet, what);
+  c.unet.num_head_channels = 64;
+  c.vae = infer::vae(s, kVae, what);
+  c.vae.scale_factor = 0.13025;  // sd_xl_base.yaml
+  c.native_size = 1024;
+  c.prediction = "eps";
+  const bool standard = c.unet.model_channels == 320 && c.unet.context_dim == 2048;
+  if (overrides) {
+    apply_json(*overrides, c);
+  } else if (!standard) {
+    c.unet.num_head_channels = guess_head_channels(c.unet);
+    if (notes)
+      notes->push_back("no config JSON for this non-standard SDXL model: assumed " +
+                       std::to_string(c.text.heads) + " and " + std::to_string(c.text_2.heads) +
+                       " text-encoder heads and UNet heads " +
+                       std::to_string(c.unet.num_head_channels) +
+                       " channels wide; give --model-config if it was trained otherwise");
+  }
+  // y = [pooled, 6 sizes x 256-wide embeddings] (sd_xl_base.yaml: adm_in_channels 2816)
+  const int sizes = c.unet.adm_in_channels - c.text_2.projection_dim;
+  if (c.text_2.projection_dim <= 0 || c.text_2.layers < 2 || sizes != 6 * 256)
+    throw CheckpointError(
+        s.path() + ": the UNet's label_emb takes " + std::to_string(c.unet.adm_in_channels) +
+        " inputs, but SDXL's vector is the pooled text (" +
+        std::to_string(c.text_2.projection_dim) +
+        " from text_projection) and 6 x 256 size "
+        "embeddings, and bigG needs at least 2 resblocks; this does not look like SDXL base");
   return c;
 }
 
@@ -160,10 +205,26 @@ std::vector<ModelFamily> build_families() {
                           [](const TensorSource& s) {
                             return s.has_prefix("conditioner.embedders.") && unet_inputs(s) == 9;
                           }));
-  v.push_back(unsupported("sdxl", "SDXL",
-                          "an SDXL base checkpoint (conditioner.embedders.*: CLIP ViT-L and "
-                          "OpenCLIP ViT-bigG text encoders, size conditioning)",
-                          has("conditioner.embedders.")));
+  {
+    ModelFamily f = ldm_family("sdxl", "SDXL", kSdxlClipL, has(kSdxlBigG));
+    f.text_ignored_suffixes = {"embeddings.position_ids"};
+    f.text_2_keys = KeyMap::prefixed(kSdxlBigG);
+    f.text_2_ignored_suffixes = {"logit_scale", "attn_mask"};
+    f.infer_config = sdxl_config;
+    f.make_text_encoder = [](const ClipTextConfig& c) {
+      return std::static_pointer_cast<TextEncoder>(ClipTextModel(c).ptr());
+    };
+    f.make_text_encoder_2 = [](const ClipTextConfig& c) {
+      return std::static_pointer_cast<TextEncoder>(OpenClipTextModel(c).ptr());
+    };
+    f.conditioning = ModelFamily::Conditioning::kSdxl;
+    f.vae_upcast_in_fp16 = true;
+    f.size_conditioning = true;
+    f.clip_skip_warning =
+        " has no effect on SDXL: as in A1111 (without its \"SDXL clip skip\" setting), both "
+        "encoders give their penultimate layers";
+    v.push_back(f);
+  }
   v.push_back(unsupported("sd2-inpaint", "SD 2.x inpainting",
                           "an SD 2.x inpainting checkpoint (a 9-channel UNet input: latent, mask "
                           "and masked image)",
@@ -246,9 +307,13 @@ const ModelFamily& model_family(const std::string& name) {
 }
 
 const ModelFamily& detect_family(const TensorSource& s) {
-  std::string runnable;  // "SD 1.x and SD 2.x": the registry lists the newer first
+  // "SD 1.x, SD 2.x and SDXL": the registry lists the newer first
+  std::vector<std::string> labels;
   for (const auto& f : model_families())
-    if (f.supported) runnable = f.label + (runnable.empty() ? "" : " and " + runnable);
+    if (f.supported) labels.insert(labels.begin(), f.label);
+  std::string runnable;
+  for (size_t i = 0; i < labels.size(); ++i)
+    runnable += (i == 0 ? "" : i + 1 == labels.size() ? " and " : ", ") + labels[i];
   for (const auto& f : model_families()) {
     if (!f.detect(s)) continue;
     if (f.supported) return f;

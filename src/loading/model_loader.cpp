@@ -62,6 +62,7 @@ ModelLimits limits_of(const ModelFamily& family, const ModelConfig& c) {
   l.native_width = l.native_height = c.native_size;
   l.max_clip_skip = c.text.layers - family.clip_skip_reserved_layers;
   l.clip_skip_warning = family.clip_skip_warning;
+  l.size_conditioning = family.size_conditioning;
   return l;
 }
 
@@ -147,15 +148,22 @@ LoadedModel load_model(const LoadOptions& o, ModelInfo info) {
   m.text = family.make_text_encoder(m.config.text);
   load_module(m.text->module(), source, family.text_keys, o.device, o.dtype, report, &consumed,
               family.text_ignored_suffixes);
+  if (family.make_text_encoder_2) {
+    m.text_2 = family.make_text_encoder_2(m.config.text_2);
+    load_module(m.text_2->module(), source, family.text_2_keys, o.device, o.dtype, report,
+                &consumed, family.text_2_ignored_suffixes);
+  }
   m.unet = UNetModel(m.config.unet);
   load_module(*m.unet, source, family.unet_keys, o.device, o.dtype, report, &consumed);
 
   m.vae = AutoencoderKL(m.config.vae);
+  const auto vae_dtype = o.vae_dtype.value_or(
+      family.vae_upcast_in_fp16 && o.dtype == torch::kHalf ? torch::kFloat : o.dtype);
   if (!info.vae) {
-    load_module(*m.vae, source, family.vae_keys, o.device, o.dtype, report, &consumed);
+    load_module(*m.vae, source, family.vae_keys, o.device, vae_dtype, report, &consumed);
   } else {
     LoadReport vae_report;
-    load_module(*m.vae, info.vae->source, info.vae->keys, o.device, o.dtype, vae_report);
+    load_module(*m.vae, info.vae->source, info.vae->keys, o.device, vae_dtype, vae_report);
     // A VAE file may carry the training loss' modules; they are not part of the VAE.
     const std::string prefix = info.vae->keys.rules().front().source_prefix;
     auto& u = vae_report.unexpected;
@@ -173,13 +181,14 @@ LoadedModel load_model(const LoadOptions& o, ModelInfo info) {
   // weights are knowingly replaced).
   for (const auto& key : source.names()) {
     if (consumed.count(key) || family.text_keys.covers(key) || family.unet_keys.covers(key) ||
-        family.vae_keys.covers(key))
+        family.vae_keys.covers(key) || family.text_2_keys.covers(key))
       continue;
     if (!is_known_extra(key)) report.unexpected.push_back(key);
   }
   if (!report.ok())
     throw CheckpointError(report.message(o.model_path, "an " + family.label + " checkpoint"));
   m.text->module().eval();
+  if (m.text_2) m.text_2->module().eval();
   m.unet->eval();
   m.vae->eval();
   settle_prediction(m, o.prediction);

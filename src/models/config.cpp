@@ -84,6 +84,31 @@ void read(const json& j, const char* key, T& out) {
   }
 }
 
+void read_text(const json& t, ClipTextConfig& c) {
+  read(t, "vocab_size", c.vocab_size);
+  read(t, "max_positions", c.max_positions);
+  read(t, "max_position_embeddings", c.max_positions);
+  read(t, "context_length", c.max_positions);
+  read(t, "width", c.width);
+  read(t, "layers", c.layers);
+  read(t, "heads", c.heads);
+  read(t, "intermediate", c.intermediate);
+  read(t, "intermediate_size", c.intermediate);
+  read(t, "mlp_width", c.intermediate);
+  read(t, "layer_norm_eps", c.layer_norm_eps);
+  read(t, "projection_dim", c.projection_dim);
+  read(t, "embed_dim", c.projection_dim);  // open_clip's name
+  for (const char* key : {"activation", "hidden_act", "act"}) {
+    auto a = t.find(key);
+    if (a == t.end() || !a->is_string()) continue;
+    const auto s = a->get<std::string>();
+    // the reference files write e.g. "quick_gelu: x * sigmoid(1.702 * x)", "gelu (exact erf)"
+    c.activation = s.rfind("quick_gelu", 0) == 0 ? "quick_gelu"
+                   : s.rfind("gelu", 0) == 0     ? "gelu"
+                                                 : s;
+  }
+}
+
 }  // namespace
 
 void apply_json(const json& j, ModelConfig& c) {
@@ -118,27 +143,12 @@ void apply_json(const json& j, ModelConfig& c) {
   for (const char* key : {"scheduler", "schedule"})
     if (auto s = j.find(key); s != j.end() && s->is_object()) schedule(*s);
   prediction(j, "prediction");
-  if (auto t = j.find("text_encoder"); t != j.end() && t->is_object()) {
-    read(*t, "vocab_size", c.text.vocab_size);
-    read(*t, "max_positions", c.text.max_positions);
-    read(*t, "max_position_embeddings", c.text.max_positions);
-    read(*t, "context_length", c.text.max_positions);
-    read(*t, "width", c.text.width);
-    read(*t, "layers", c.text.layers);
-    read(*t, "heads", c.text.heads);
-    read(*t, "intermediate", c.text.intermediate);
-    read(*t, "intermediate_size", c.text.intermediate);
-    read(*t, "mlp_width", c.text.intermediate);
-    read(*t, "layer_norm_eps", c.text.layer_norm_eps);
-    read(*t, "projection_dim", c.text.projection_dim);
-    if (auto a = t->find("activation"); a != t->end() && a->is_string()) {
-      const auto s = a->get<std::string>();
-      // the reference files write e.g. "quick_gelu: x * sigmoid(1.702 * x)"
-      c.text.activation = s.rfind("quick_gelu", 0) == 0 ? "quick_gelu"
-                          : s.rfind("gelu", 0) == 0     ? "gelu"
-                                                        : s;
-    }
-  }
+  // the text encoders: sdgen's and diffusers' "text_encoder" / "text_encoder_2", or the
+  // reference files' "clip_l" / "clip_g" (SDXL)
+  for (const char* key : {"text_encoder", "clip_l"})
+    if (auto t = j.find(key); t != j.end() && t->is_object()) read_text(*t, c.text);
+  for (const char* key : {"text_encoder_2", "clip_g"})
+    if (auto t = j.find(key); t != j.end() && t->is_object()) read_text(*t, c.text_2);
   if (auto u = j.find("unet"); u != j.end() && u->is_object()) {
     read(*u, "in_channels", c.unet.in_channels);
     read(*u, "out_channels", c.unet.out_channels);

@@ -10,7 +10,11 @@ Pipeline::Pipeline(LoadedModel model, std::shared_ptr<const Tokenizer> tokenizer
     : model_(std::move(model)),
       device_(device),
       dtype_(dtype),
-      prompts_(model_.text, std::move(tokenizer), device) {}
+      prompts_(make_conditioner(model_, std::move(tokenizer), device)) {}
+
+torch::ScalarType Pipeline::vae_dtype() const {
+  return model_.vae->post_quant_conv->weight.scalar_type();
+}
 
 GenerationParams Pipeline::resolve(GenerationParams p, const PipelineEvents& events) const {
   p = resolve_params(std::move(p), model_.limits(), events.warn);
@@ -49,17 +53,42 @@ torch::Tensor Pipeline::run_unet(const torch::Tensor& x, const torch::Tensor& t,
   return out;
 }
 
-torch::Tensor Pipeline::decode_latent(const torch::Tensor& latent) {
+torch::Tensor decode_finite(const std::function<torch::Tensor(torch::ScalarType)>& decode,
+                            torch::ScalarType dtype,
+                            const std::function<void(const std::string&)>& warn) {
+  auto image = decode(dtype);
+  if (torch::isfinite(image).all().item<bool>()) return image;
+  // Half-precision VAEs overflow (SDXL's original VAE in fp16): A1111's "automatically revert
+  // VAE to 32-bit floats" (processing.py decode_latent_batch).
+  if (dtype == torch::kFloat)
+    throw std::runtime_error(
+        "the VAE decoded NaN or infinite values in float32: the latent or the VAE weights are "
+        "broken (try another --vae); no image written");
+  if (warn)
+    warn(std::string("the VAE decoded NaN or infinite values in ") + c10::toString(dtype) +
+         "; decoding again in float32 (--vae-dtype fp32 avoids the retry)");
+  image = decode(torch::kFloat);
+  if (!torch::isfinite(image).all().item<bool>())
+    throw std::runtime_error(
+        "the VAE decoded NaN or infinite values also in float32: the latent or the VAE weights "
+        "are broken (try another --vae); no image written");
+  return image;
+}
+
+torch::Tensor Pipeline::decode_latent(const torch::Tensor& latent, const PipelineEvents& events) {
   torch::NoGradGuard no_grad;
-  auto z = model_.sampling.latent_to_vae(latent).to(device_, dtype_);
-  torch::Tensor image;  // [B, 3, H, W]
-  if (device_.is_cpu() && z.size(0) > 1) {
-    std::vector<torch::Tensor> parts;  // image by image, as run_unet explains
-    for (int64_t i = 0; i < z.size(0); ++i) parts.push_back(model_.vae->decode(z.narrow(0, i, 1)));
-    image = torch::cat(parts).to(torch::kFloat);
-  } else {
-    image = model_.vae->decode(z).to(torch::kFloat).to(torch::kCPU);
-  }
+  auto decode = [&](torch::ScalarType dtype) {
+    if (vae_dtype() != dtype) model_.vae->to(dtype);  // float32 stays for the rest of the run
+    auto z = model_.sampling.latent_to_vae(latent).to(device_, dtype);
+    if (device_.is_cpu() && z.size(0) > 1) {
+      std::vector<torch::Tensor> parts;  // image by image, as run_unet explains
+      for (int64_t i = 0; i < z.size(0); ++i)
+        parts.push_back(model_.vae->decode(z.narrow(0, i, 1)));
+      return torch::cat(parts).to(torch::kFloat);
+    }
+    return model_.vae->decode(z).to(torch::kFloat).to(torch::kCPU);
+  };
+  const auto image = decode_finite(decode, vae_dtype(), events.warn);  // [B, 3, H, W]
   auto u8 = (((image + 1) / 2).clamp(0, 1) * 255).round().to(torch::kUInt8);
   return u8.permute({0, 2, 3, 1}).contiguous();
 }
@@ -89,15 +118,14 @@ std::vector<Image> Pipeline::generate_batch(const std::vector<GenerationParams>&
   std::vector<Conditioning> conds, unconds;
   int64_t tokens = 0;
   for (const auto& q : ps) {
-    const Emphasis emphasis = parse_emphasis(q.emphasis);
-    conds.push_back(prompts_.cached(q.prompt, q.clip_skip, emphasis));
-    unconds.push_back(prompts_.cached(q.negative_prompt, q.clip_skip, emphasis));
+    conds.push_back(prompts_->cached(q.prompt, condition_request(q, false)));
+    unconds.push_back(prompts_->cached(q.negative_prompt, condition_request(q, true)));
     tokens = std::max({tokens, conds.back().tokens(), unconds.back().tokens()});
   }
   for (int64_t i = 0; i < n; ++i) {
     if (conds[i].tokens() == tokens && unconds[i].tokens() == tokens) continue;
-    const auto& q = ps[i];
-    const auto empty = prompts_.cached("", q.clip_skip, parse_emphasis(q.emphasis));
+    // (the empty prompt encoded as a prompt, as A1111's cond_stage_model_empty_prompt)
+    const auto empty = prompts_->cached("", condition_request(ps[i], false));
     conds[i] = pad_tokens(conds[i], tokens, empty);
     unconds[i] = pad_tokens(unconds[i], tokens, empty);
   }
@@ -142,7 +170,7 @@ std::vector<Image> Pipeline::generate_batch(const std::vector<GenerationParams>&
   }
 
   // 4. decode
-  auto pixels = decode_latent(latent);  // [B, H, W, 3]
+  auto pixels = decode_latent(latent, events);  // [B, H, W, 3]
   std::vector<Image> out(n);
   for (int64_t i = 0; i < n; ++i) {
     auto px = pixels[i].contiguous();

@@ -40,7 +40,7 @@ torch::ScalarType parse_compute_dtype(const std::string& name, const torch::Devi
     return torch::kHalf;
   }
   if (s == "bf16") return torch::kBFloat16;
-  throw std::invalid_argument("--dtype must be fp32, fp16 or bf16, not '" + s + "'");
+  throw std::invalid_argument("dtype must be fp32, fp16 or bf16, not '" + s + "'");
 }
 
 const char* compute_dtype_name(torch::ScalarType dtype) {

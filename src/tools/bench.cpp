@@ -24,9 +24,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#ifndef SDGEN_GIT_COMMIT
-#define SDGEN_GIT_COMMIT "unknown"
-#endif
+#include "sdgen_commit.h"  // SDGEN_GIT_COMMIT, written at build time
 
 namespace sdgen {
 namespace {
@@ -99,6 +97,26 @@ ModelConfig bench_architecture(const std::string& arch) {
     c.prediction = "v";
     return c;
   }
+  if (arch == "sdxl") {  // Stability's sd_xl_base.yaml
+    c.family = "sdxl";
+    c.text.heads = 12;
+    c.text_2.width = 1280;
+    c.text_2.layers = 32;
+    c.text_2.heads = 20;
+    c.text_2.intermediate = 5120;
+    c.text_2.activation = "gelu";
+    c.text_2.projection_dim = 1280;
+    c.unet.channel_mult = {1, 2, 4};
+    c.unet.attention_resolutions = {4, 2};
+    c.unet.num_head_channels = 64;
+    c.unet.transformer_depth = {0, 2, 10};
+    c.unet.context_dim = 2048;
+    c.unet.use_linear_proj = true;
+    c.unet.adm_in_channels = 2816;
+    c.vae.scale_factor = 0.13025;
+    c.native_size = 1024;
+    return c;
+  }
   if (arch == "tiny") {  // ../shared/reference/tiny-sd1.json
     c.text.width = 32;
     c.text.layers = 2;
@@ -115,7 +133,7 @@ ModelConfig bench_architecture(const std::string& arch) {
     c.native_size = 64;
     return c;
   }
-  throw std::invalid_argument("--arch must be sd15, sd21 or tiny, not '" + arch + "'");
+  throw std::invalid_argument("--arch must be sd15, sd21, sdxl or tiny, not '" + arch + "'");
 }
 
 std::string build_commit() { return SDGEN_GIT_COMMIT; }
@@ -228,7 +246,10 @@ nlohmann::json run_bench(const BenchOptions& o,
   auto x = torch::randn({b2, c.unet.in_channels, h, w}, gen).to(opts);
   if (o.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   auto t = torch::full({b2}, 500.0, torch::TensorOptions().device(device));
-  const Conditioning ctx(torch::randn({b2, tokens, c.unet.context_dim}, gen).to(opts));
+  const Conditioning ctx(torch::randn({b2, tokens, c.unet.context_dim}, gen).to(opts),
+                         c.unet.adm_in_channels > 0
+                             ? torch::randn({b2, c.unet.adm_in_channels}, gen).to(opts)
+                             : torch::Tensor());
   log("UNet step: " + std::to_string(o.warmup) + " warm-up, " + std::to_string(o.iters) + " timed");
   torch::Tensor eps;
   auto unet_times =
@@ -258,10 +279,17 @@ nlohmann::json run_bench(const BenchOptions& o,
   auto ids =
       torch::stack({torch::tensor(ids_cond, torch::kLong), torch::tensor(ids_uncond, torch::kLong)})
           .to(device);
-  auto text_times = time_ms(device, o.warmup, o.iters, [&] { (void)model.text->forward(ids, 1); });
+  // (both encoders of two-encoder models, the second with its pooled output)
+  TextEncodeOptions pooled;
+  pooled.pooled = true;
+  auto text_times = time_ms(device, o.warmup, o.iters, [&] {
+    (void)model.text->forward(ids, 1);
+    if (model.text_2) (void)model.text_2->encode(ids, pooled);
+  });
 
   // 4. VAE decode of `batch` latents
-  auto z = torch::randn({o.batch, c.vae.z_channels, h, w}, gen).to(opts);
+  auto z = torch::randn({o.batch, c.vae.z_channels, h, w}, gen)
+               .to(device, model.vae->post_quant_conv->weight.scalar_type());
   if (o.channels_last) z = z.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor image;
   auto vae_times = time_ms(device, o.warmup, o.iters, [&] { image = model.vae->decode(z); });
@@ -328,7 +356,8 @@ nlohmann::json run_bench(const BenchOptions& o,
   const double unet_ms = median(unet_times), text_ms = median(text_times),
                vae_ms = median(vae_times), e2e_ms = median(e2e_times);
   const double uf = unet_flops(c.unet, b2, h, w, tokens);
-  const double tf = text_encoder_flops(c.text, 2, tokens);
+  const double tf = text_encoder_flops(c.text, 2, tokens) +
+                    (c.has_text_2() ? text_encoder_flops(c.text_2, 2, tokens) : 0.0);
   const double vf = vae_decoder_flops(c.vae, o.batch, h, w);
   auto tflops = [](double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0.0; };
   const std::string card = device.is_cuda() ? cuda_device_name(device.index()) : cpu_model_name();
@@ -361,7 +390,8 @@ nlohmann::json run_bench(const BenchOptions& o,
                    {"sampler", params[0].sampler},
                    {"prompt", prompt}};
   r["params"] = {{"unet", count_params(*model.unet)},
-                 {"text_encoder", count_params(model.text->module())},
+                 {"text_encoder", count_params(model.text->module()) +
+                                      (model.text_2 ? count_params(model.text_2->module()) : 0)},
                  {"vae", count_params(*model.vae)}};
   r["setup_s"] = setup_s;
   r["unet_step_ms"] = unet_ms;

@@ -14,7 +14,8 @@
 namespace sdgen {
 
 // The shapes of a named architecture: "sd15" (ModelConfig defaults, SD 1.5), "sd21" (SD 2.1:
-// OpenCLIP ViT-H text, linear projections, 64-wide heads, 768 native, v-prediction) or "tiny"
+// OpenCLIP ViT-H text, linear projections, 64-wide heads, 768 native, v-prediction), "sdxl"
+// (SDXL base: CLIP-L and bigG, UNet depths 0/2/10, label_emb 2816, 1024 native) or "tiny"
 // (the shapes of the tiny reference checkpoint, for fast CPU runs). Throws
 // std::invalid_argument for other names.
 ModelConfig bench_architecture(const std::string& arch);

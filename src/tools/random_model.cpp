@@ -1,6 +1,7 @@
 #include "random_model.h"
 
 #include <cmath>
+#include <vector>
 
 namespace sdgen {
 
@@ -31,17 +32,21 @@ LoadedModel random_model(const ModelConfig& config, torch::Device device, torch:
   m.family = &model_family(config.family);
   m.sampling = ModelSampling::from_config(config);
   m.text = m.family->make_text_encoder(config.text);
+  if (m.family->make_text_encoder_2) m.text_2 = m.family->make_text_encoder_2(config.text_2);
   m.unet = UNetModel(config.unet);
   m.vae = AutoencoderKL(config.vae);
   m.path = "random";
   // float32 on the device first, so that the re-initialisation runs there (fast on CUDA), then
   // the target dtype
+  std::vector<torch::nn::Module*> modules = {&m.text->module(), m.unet.get(), m.vae.get()};
+  if (m.text_2) modules.push_back(&m.text_2->module());
   uint64_t s = seed;
-  for (torch::nn::Module* mod : {&m.text->module(), static_cast<torch::nn::Module*>(m.unet.get()),
-                                 static_cast<torch::nn::Module*>(m.vae.get())}) {
+  for (torch::nn::Module* mod : modules) {
     mod->to(device, torch::kFloat);
     init_random_weights(*mod, s++);
-    mod->to(dtype);
+    // the VAE as load_model keeps it: float32 where the family's overflows in fp16 (SDXL)
+    const bool upcast = mod == m.vae.get() && m.family->vae_upcast_in_fp16 && dtype == torch::kHalf;
+    mod->to(upcast ? torch::kFloat : dtype);
     mod->eval();
   }
   return m;

@@ -38,7 +38,8 @@ TEST(Params, EveryParameterIsDescribedOnce) {
   }
   EXPECT_EQ(jsonl_keys(),
             "prompt, negative_prompt, steps, sampler, scheduler, cfg_scale, seed, size, eta, "
-            "clip_skip, emphasis, prediction, batch_count, output");
+            "clip_skip, emphasis, prediction, sdxl_original_size, sdxl_crop, sdxl_target_size, "
+            "batch_count, output");
   EXPECT_THROW(param_spec("colour"), std::logic_error);
 }
 

@@ -60,7 +60,7 @@ TEST(BenchArch, Sd15AndSd21Configs) {
   EXPECT_EQ(sd21.text.width, 1024);
   EXPECT_EQ(sd21.text.layers, 24);
   EXPECT_EQ(sd21.native_size, 768);
-  EXPECT_THROW(bench_architecture("sdxl"), std::invalid_argument);
+  EXPECT_THROW(bench_architecture("sd3"), std::invalid_argument);
 }
 
 TEST(BenchArch, RandomWeightsHaveFanInScale) {
@@ -326,7 +326,7 @@ TEST_F(BenchCli, JsonOnStdoutAndInOut) {
 }
 
 TEST_F(BenchCli, UsageErrors) {
-  EXPECT_EQ(test::run_sdgen({"bench", "--arch", "sdxl", "--quiet"}, dir).status, 2);
+  EXPECT_EQ(test::run_sdgen({"bench", "--arch", "sd3", "--quiet"}, dir).status, 2);
   EXPECT_EQ(test::run_sdgen({"bench", "--arch", "tiny", "--device", "cpu", "--dtype", "fp16"}, dir)
                 .status,
             2);

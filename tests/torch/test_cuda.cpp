@@ -64,6 +64,31 @@ TEST_P(Cuda, EndToEndImageMatchesReference) {
   EXPECT_LE(max_diff, dtype == torch::kFloat ? 1 : 8);
 }
 
+// A real fp16 overflow of the VAE's activations (the failure of SDXL's original VAE): the output
+// conv's channel 0 gets the largest fp16 bias and weights a hundred times larger, so some pixels
+// pass 65504 in fp16 and none comes near the float32 limit. The decode is redone in float32.
+TEST(CudaVae, Fp16OverflowIsDecodedAgainInFloat32) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard g;
+  auto m = load_on(torch::kCUDA, torch::kHalf);
+  {
+    auto conv = m.vae->decoder->conv_out;
+    conv->to(torch::kFloat);
+    conv->bias[0] = 65504.0f;
+    conv->weight[0].mul_(100);
+    m.vae->to(torch::kHalf);
+  }
+  Pipeline p(std::move(m), ClipTokenizer::from_path(ref("clip_vocab/bpe_simple_vocab_16e6.txt.gz")),
+             torch::kCUDA, torch::kHalf);
+  std::vector<std::string> warnings;
+  PipelineEvents ev;
+  ev.warn = [&](const std::string& w) { warnings.push_back(w); };
+  auto image = p.decode_latent(rt("e2e_euler.safetensors", "latent"), ev);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(p.vae_dtype(), torch::kFloat);
+  EXPECT_EQ(image.select(3, 0).max().item<int>(), 255);
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, Cuda,
                          ::testing::Values(torch::kFloat, torch::kHalf, torch::kBFloat16),
                          [](const auto& info) { return std::string(c10::toString(info.param)); });

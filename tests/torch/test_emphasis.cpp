@@ -44,7 +44,7 @@ TEST(Emphasis, TwoHundredTokensGiveThreeChunksAnd231Tokens) {
   ASSERT_EQ(chunks.size(), 3u);
   EXPECT_EQ(chunks[2].prompt_tokens, 50u);
   EXPECT_EQ(p.prompts().token_ids(prompt).size(), 231u);
-  const auto z = p.prompts().encode(prompt, 1).context;
+  const auto z = p.prompts().encode(prompt, {1}).context;
   EXPECT_EQ(z.sizes(), (std::vector<int64_t>{1, 231, p.config().text.width}));
   // every chunk is encoded on its own
   for (int k = 0; k < 3; ++k)
@@ -57,15 +57,15 @@ TEST(Emphasis, UnitWeightsGiveExactlyThePlainEncoding) {
   const auto tok = ClipTokenizer::from_path(ref("clip_vocab/bpe_simple_vocab_16e6.txt.gz"));
   const auto ids = frame_ids(tok->encode(prompt), 49406, 49407, 49407, 77);
   EXPECT_EQ(p.prompts().token_ids(prompt), ids);
-  EXPECT_TRUE(torch::equal(p.prompts().encode(prompt, 1).context, plain(ids)));
-  EXPECT_TRUE(torch::equal(p.prompts().encode(prompt, 2).context, plain(ids, 2)));
+  EXPECT_TRUE(torch::equal(p.prompts().encode(prompt, {1}).context, plain(ids)));
+  EXPECT_TRUE(torch::equal(p.prompts().encode(prompt, {2}).context, plain(ids, 2)));
   // brackets whose weights cancel out, and escaped brackets under "none"
   EXPECT_TRUE(torch::equal(
-      p.prompts().encode("a red fox [(sitting)] in a snowy forest, digital art", 1).context,
+      p.prompts().encode("a red fox [(sitting)] in a snowy forest, digital art", {1}).context,
       plain(ids)));
   const auto literal = frame_ids(tok->encode("a (fox:1.5)"), 49406, 49407, 49407, 77);
-  EXPECT_TRUE(
-      torch::equal(p.prompts().encode("a (fox:1.5)", 1, Emphasis::kNone).context, plain(literal)));
+  EXPECT_TRUE(torch::equal(p.prompts().encode("a (fox:1.5)", {1, Emphasis::kNone}).context,
+                           plain(literal)));
   // apply_emphasis with all weights 1 is the identity, bit for bit
   const auto z = plain(ids);
   EXPECT_TRUE(torch::equal(apply_emphasis(z, std::vector<double>(77, 1.0)), z));
@@ -80,7 +80,7 @@ TEST(Emphasis, WeightsMultiplyAndTheMeanIsRestored) {
   EXPECT_EQ(w[2], 1.5);      // "red"
   EXPECT_EQ(w[4], 1 / 1.1);  // "in"
   const auto z0 = plain(chunks[0].ids).to(torch::kDouble);
-  const auto z = p.prompts().encode(prompt, 1).context.to(torch::kDouble);
+  const auto z = p.prompts().encode(prompt, {1}).context.to(torch::kDouble);
   // z = z0 * w * s with one scale s = mean(z0) / mean(z0 * w) for the whole chunk
   EXPECT_NEAR(z.mean().item<double>(), z0.mean().item<double>(),
               1e-6 * z0.abs().mean().item<double>());
@@ -103,7 +103,7 @@ TEST(Emphasis, MeanIsRestoredPerChunk) {
   const std::string prompt = "(" + long_prompt(30) + ":1.4) BREAK a fox";
   const auto chunks = p.prompts().chunks(prompt);
   ASSERT_EQ(chunks.size(), 2u);
-  const auto z = p.prompts().encode(prompt, 1).context;
+  const auto z = p.prompts().encode(prompt, {1}).context;
   ASSERT_EQ(z.size(1), 154);
   EXPECT_TRUE(torch::equal(z.slice(1, 77, 154), plain(chunks[1].ids)));
   const auto z0 = plain(chunks[0].ids).to(torch::kDouble);
@@ -115,9 +115,9 @@ TEST(Emphasis, MeanIsRestoredPerChunk) {
 
 TEST(Emphasis, PadContextAppendsEmptyChunks) {
   auto& p = pipeline();
-  const auto empty = p.prompts().encode("", 1).context;
-  const auto cond = p.prompts().encode(long_prompt(100), 1).context;  // 3 chunks
-  const auto uncond = p.prompts().encode("blurry", 1).context;        // 1 chunk
+  const auto empty = p.prompts().encode("", {1}).context;
+  const auto cond = p.prompts().encode(long_prompt(100), {1}).context;  // 3 chunks
+  const auto uncond = p.prompts().encode("blurry", {1}).context;        // 1 chunk
   const auto padded = pad_tokens(Conditioning(uncond), cond.size(1), Conditioning(empty)).context;
   ASSERT_EQ(padded.sizes(), cond.sizes());
   EXPECT_TRUE(torch::equal(padded.slice(1, 0, 77), uncond));

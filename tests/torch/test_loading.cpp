@@ -123,21 +123,19 @@ TEST_F(LoadingFiles, FamiliesAreDetectedFromKeysAndShapes) {
 }
 
 TEST(Loading, ReferenceFilesOfUnsupportedFamiliesAreNamed) {
-  for (const auto& [file, family] : std::vector<std::pair<std::string, std::string>>{
-           {"sdxl/tiny-sdxl.safetensors", "SDXL base"},
-           {"inpaint/tiny-sd1-inpaint.safetensors", "SD 1.x inpainting"}}) {
-    LoadOptions o;
-    o.model_path = ref(file);
-    try {
-      inspect_model(o);
-      FAIL() << file << " was taken for a checkpoint sdgen runs";
-    } catch (const CheckpointError& e) {
-      const std::string m = e.what();
-      EXPECT_NE(m.find(file), std::string::npos) << m;
-      EXPECT_NE(m.find(family), std::string::npos) << m;
-      EXPECT_NE(m.find("sdgen runs SD 1.x and SD 2.x"), std::string::npos) << m;
-    }
+  LoadOptions o;
+  o.model_path = ref("inpaint/tiny-sd1-inpaint.safetensors");
+  try {
+    inspect_model(o);
+    FAIL() << "an inpainting UNet was taken for a checkpoint sdgen runs";
+  } catch (const CheckpointError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(o.model_path), std::string::npos) << m;
+    EXPECT_NE(m.find("an SD 1.x inpainting checkpoint"), std::string::npos) << m;
+    EXPECT_NE(m.find("sdgen runs SD 1.x, SD 2.x and SDXL"), std::string::npos) << m;
   }
+  o.model_path = ref("sdxl/tiny-sdxl.safetensors");  // SDXL base: its own, runnable family
+  EXPECT_EQ(inspect_model(o).family->name, "sdxl");
 }
 
 TEST(Loading, InspectionReadsNoWeightsAndGivesTheLimits) {
@@ -221,12 +219,12 @@ TEST(Layers, DefaultInitialisationHasTorchNnStatistics) {
 
 class FamilyBinary : public LoadingFiles {};
 
-TEST_F(FamilyBinary, SdxlAndInpaintingCheckpointsFailNamingTheFamily) {
+TEST_F(FamilyBinary, UnsupportedFamiliesFailNamingTheFamily) {
+  const auto sd3 = file_with("sd3.safetensors", {"model.diffusion_model.joint_blocks.0.x"});
   for (const auto& [file, family] : std::vector<std::pair<std::string, std::string>>{
-           {"sdxl/tiny-sdxl.safetensors", "SDXL"},
-           {"inpaint/tiny-sd1-inpaint.safetensors", "SD 1.x inpainting"}}) {
+           {ref("inpaint/tiny-sd1-inpaint.safetensors"), "SD 1.x inpainting"}, {sd3, "SD 3"}}) {
     const auto out = path("out.png");
-    auto r = run_sdgen({"--model", ref(file), "--prompt", "x", "--device", "cpu", "-o", out}, dir);
+    auto r = run_sdgen({"--model", file, "--prompt", "x", "--device", "cpu", "-o", out}, dir);
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_NE(r.err.find(family + " is not supported yet"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

@@ -36,8 +36,8 @@ TEST(PipelineE2E, TokensAndContexts) {
   auto& p = tiny_pipeline();
   EXPECT_EQ(p.prompts().token_ids(kPrompt), as_ids(rt(kE2E, "cond.input_ids")));
   EXPECT_EQ(p.prompts().token_ids(""), as_ids(rt(kE2E, "uncond.input_ids")));
-  EXPECT_LT(max_abs_diff(p.prompts().encode(kPrompt, 1).context, rt(kE2E, "cond.context")), 1e-4);
-  EXPECT_LT(max_abs_diff(p.prompts().encode("", 1).context, rt(kE2E, "uncond.context")), 1e-4);
+  EXPECT_LT(max_abs_diff(p.prompts().encode(kPrompt, {1}).context, rt(kE2E, "cond.context")), 1e-4);
+  EXPECT_LT(max_abs_diff(p.prompts().encode("", {1}).context, rt(kE2E, "uncond.context")), 1e-4);
 }
 
 TEST(PipelineE2E, EulerStepsLatentAndImage) {

@@ -233,8 +233,8 @@ TEST(GuidedEpsModel, CfgInEpsSpaceOnTheRawUNet) {
 TEST(GuidedEpsModel, DdimMatchesEulerThroughTheDenoiser) {
   torch::NoGradGuard g;
   auto& p = tiny_pipeline();
-  auto cond = p.prompts().encode("a red fox in the snow", 1).context;
-  auto uncond = p.prompts().encode("", 1).context;
+  auto cond = p.prompts().encode("a red fox in the snow", {1}).context;
+  auto uncond = p.prompts().encode("", {1}).context;
   const auto& s = p.schedule();
   const int steps = 6;
   const auto ts = compvis_timesteps(steps);

@@ -221,8 +221,8 @@ void check_e2e_steps(const std::string& file, const std::string& prediction) {
   auto& p = sd2_pipeline();
   EXPECT_EQ(p.prompts().token_ids(kPrompt), as_ids(rt(file, "cond.input_ids")));
   EXPECT_EQ(p.prompts().token_ids(""), as_ids(rt(file, "uncond.input_ids")));
-  EXPECT_LT(max_abs_diff(p.prompts().encode(kPrompt, 1).context, rt(file, "cond.context")), kTol);
-  EXPECT_LT(max_abs_diff(p.prompts().encode("", 1).context, rt(file, "uncond.context")), kTol);
+  EXPECT_LT(max_abs_diff(p.prompts().encode(kPrompt, {1}).context, rt(file, "cond.context")), kTol);
+  EXPECT_LT(max_abs_diff(p.prompts().encode("", {1}).context, rt(file, "uncond.context")), kTol);
   auto sigmas = make_sigmas("discrete", p.schedule(), 6);
   EXPECT_LT(max_abs_diff(sigmas, rt(file, "sigmas")), 1e-6 * 14.62);
 

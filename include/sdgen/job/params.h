@@ -22,6 +22,19 @@ namespace sdgen {
 enum class Mode { kTxt2Img };
 const char* mode_name(Mode m);
 
+// SDXL's size conditioning (sgm's ConcatTimestepEmbedderND inputs; A1111 passes the image size
+// for both sizes and crop 0). 0: the image's own size.
+struct SizeConditioning {
+  int original_width = 0, original_height = 0;
+  int crop_top = 0, crop_left = 0;
+  int target_width = 0, target_height = 0;
+  bool operator==(const SizeConditioning& o) const {
+    return original_width == o.original_width && original_height == o.original_height &&
+           crop_top == o.crop_top && crop_left == o.crop_left && target_width == o.target_width &&
+           target_height == o.target_height;
+  }
+};
+
 // The parameters of one image.
 struct GenerationParams {
   Mode mode = Mode::kTxt2Img;
@@ -43,6 +56,7 @@ struct GenerationParams {
   // or "none" (plain text, A1111's "None"); long prompts are chunked either way.
   std::string emphasis = "a1111";
   SamplerOptions sampler_options;
+  SizeConditioning sdxl;  // models with size conditioning only (ModelLimits)
 };
 
 // One line of a run (the command line, or a prompt-file line over it): the parameters of its
@@ -65,6 +79,9 @@ struct ModelLimits {
   int max_clip_skip = 0;
   // Said when clip skip > 1 (SD 2.x: A1111 ignores clip skip there); empty: nothing to say.
   std::string clip_skip_warning;
+  // Whether the model is conditioned on image sizes (SDXL); else the --sdxl-* values are
+  // ignored with a warning.
+  bool size_conditioning = false;
 };
 
 enum class ParamType { kText, kInt, kNumber, kSeed, kSize, kName };

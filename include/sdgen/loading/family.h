@@ -41,10 +41,26 @@ struct ModelFamily {
                             std::vector<std::string>* notes)>
       infer_config;
   std::function<std::shared_ptr<TextEncoder>(const ClipTextConfig&)> make_text_encoder;
+  // The second text encoder of two-encoder families (SDXL's OpenCLIP ViT-bigG under
+  // ModelConfig::text_2); no make_text_encoder_2 for one-encoder families.
+  KeyMap text_2_keys;
+  std::vector<std::string> text_2_ignored_suffixes;
+  std::function<std::shared_ptr<TextEncoder>(const ClipTextConfig&)> make_text_encoder_2;
+  // How the pipeline turns prompts into Conditioning (pipeline/conditioner.h).
+  enum class Conditioning {
+    kTextContext,  // one encoder's context (SD 1.x, 2.x)
+    kSdxl,         // both encoders' contexts side by side, the pooled output and the image
+                   // sizes in the vector
+  } conditioning = Conditioning::kTextContext;
+  // Whether the family's VAE overflows in fp16 (SDXL's original VAE): it then decodes in fp32
+  // when the compute dtype is fp16, unless --vae-dtype says otherwise (diffusers' force_upcast).
+  bool vae_upcast_in_fp16 = false;
   // Layers clip skip can skip: the text encoder's layers minus this.
   int clip_skip_reserved_layers = 0;
   // Said with clip skip > 1 (ModelLimits::clip_skip_warning).
   std::string clip_skip_warning;
+  // Whether the UNet is conditioned on image sizes (SDXL): the --sdxl-* parameters apply.
+  bool size_conditioning = false;
   // Whether the checkpoint leaves eps / v open, so that the loader decides as A1111 does
   // (SD 2.x: 512 base eps, 768 v); otherwise the prediction is eps unless told.
   bool prediction_open = false;

@@ -27,6 +27,9 @@ struct LoadOptions {
   std::string prediction;
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat;
+  // The VAE's dtype; unset: `dtype`, except fp32 where the family's VAE overflows in fp16 and
+  // `dtype` is fp16 (SDXL).
+  std::optional<torch::ScalarType> vae_dtype;
 };
 
 // `path` with its extension replaced by `extension` (".json"): where sdgen, A1111 and
@@ -62,9 +65,10 @@ ModelInfo inspect_model(const LoadOptions& options);
 struct LoadedModel {
   const ModelFamily* family = &model_family("sd1");
   ModelConfig config;
-  std::shared_ptr<TextEncoder> text;  // ClipTextModel (SD 1.x) or OpenClipTextModel (SD 2.x)
+  std::shared_ptr<TextEncoder> text;  // ClipTextModel (SD 1.x, SDXL) or OpenClipTextModel (SD 2.x)
+  std::shared_ptr<TextEncoder> text_2;  // SDXL's OpenClipTextModel (bigG); null otherwise
   UNetModel unet{nullptr};
-  AutoencoderKL vae{nullptr};
+  AutoencoderKL vae{nullptr};  // in LoadOptions::vae_dtype
   ModelSampling sampling = ModelSampling::from_config(ModelConfig{});
   std::string path, vae_path;
   std::vector<std::string> notes;  // what was guessed or ignored, for the log

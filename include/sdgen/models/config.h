@@ -84,12 +84,17 @@ struct ScheduleConfig {
 struct ModelConfig {
   std::string family = "sd1";  // a name of the family registry (loading/family.h)
   ClipTextConfig text;
+  // The second text encoder of two-encoder families (SDXL: OpenCLIP ViT-bigG); absent (0
+  // layers) otherwise.
+  ClipTextConfig text_2;
   UNetConfig unet;
   VaeConfig vae;
   ScheduleConfig schedule;
   int native_size = 512;
   // What the UNet predicts: "eps" (noise; SD 1.x, SD 2.x 512 base) or "v" (SD 2.x 768-v).
   std::string prediction = "eps";
+  ModelConfig() { text_2.layers = 0; }
+  bool has_text_2() const { return text_2.layers > 0; }
 };
 
 void to_json(nlohmann::json& j, const ClipTextConfig& c);

@@ -1,5 +1,6 @@
-// Text-to-image: prompt -> conditioning (prompt_encoder.h) -> the one guided denoiser over the
-// model's sampling (sampling/guidance.h) driven by a sampler -> VAE decoder -> 8-bit RGB.
+// Text-to-image: prompt -> conditioning (the family's Conditioner, conditioner.h) -> the one
+// guided denoiser over the model's sampling (sampling/guidance.h) driven by a sampler -> VAE
+// decoder -> 8-bit RGB.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,7 +13,7 @@
 #include "sdgen/job/params.h"
 #include "sdgen/loading/model_loader.h"
 #include "sdgen/models/conditioning.h"
-#include "sdgen/pipeline/prompt_encoder.h"
+#include "sdgen/pipeline/conditioner.h"
 #include "sdgen/sampling/guidance.h"
 #include "sdgen/sampling/samplers.h"
 #include "sdgen/text/tokenizer.h"
@@ -40,16 +41,18 @@ class Pipeline {
   // family leaves it open (SD 2.x); throws std::invalid_argument with a message for the user.
   GenerationParams resolve(GenerationParams p, const PipelineEvents& events = {}) const;
 
-  // 1. Prompts -> conditioning (see PromptEncoder).
-  PromptEncoder& prompts() { return prompts_; }
-  const PromptEncoder& prompts() const { return prompts_; }
+  // 1. Prompts -> conditioning (the model family's Conditioner).
+  Conditioner& prompts() { return *prompts_; }
+  const Conditioner& prompts() const { return *prompts_; }
   // 2. (in generate) the starting latent: randn from a CPU generator seeded with the seed.
   // 3. The guided denoiser over this model: cond and uncond in one UNet batch; `prediction`
-  // "eps" or "v" (empty: the model's).
+  // "eps" or "v" (empty: the model's). It calls this pipeline's UNet: use it while the
+  // pipeline lives.
   GuidedDenoiser guided(const Conditioning& cond, const Conditioning& uncond, double cfg_scale,
                         const std::string& prediction = "");
-  // 4. Latent (in the sampler's scale) -> [B, H, W, 3] uint8 on the CPU.
-  torch::Tensor decode_latent(const torch::Tensor& latent);
+  // 4. Latent (in the sampler's scale) -> [B, H, W, 3] uint8 on the CPU, decoded in the VAE's
+  // dtype through decode_finite (the VAE stays in float32 after a retry, as in A1111).
+  torch::Tensor decode_latent(const torch::Tensor& latent, const PipelineEvents& events = {});
 
   // The whole chain for one image.
   Image generate(const GenerationParams& params, const PipelineEvents& events = {});
@@ -73,16 +76,25 @@ class Pipeline {
   const DiscreteSchedule& schedule() const { return model_.sampling.schedule(); }
   torch::Device device() const { return device_; }
   torch::ScalarType dtype() const { return dtype_; }
+  // The VAE's dtype (LoadOptions::vae_dtype; float32 after a NaN retry).
+  torch::ScalarType vae_dtype() const;
 
  private:
   LoadedModel model_;
   torch::Device device_;
   torch::ScalarType dtype_;
-  PromptEncoder prompts_;
+  std::unique_ptr<Conditioner> prompts_;
   UNetRunner unet_runner_;
   // The UNet on a batch of `images` images' passes (rows pass * images + image).
   torch::Tensor run_unet(const torch::Tensor& x, const torch::Tensor& t, const Conditioning& c,
                          int64_t images);
 };
+
+// decode(dtype), and when that has NaN or infinite values (SDXL's original VAE overflows in
+// fp16) a warning and decode(float32), as A1111's automatic revert to a 32-bit VAE; when float32
+// gives them too (or dtype was float32), std::runtime_error: no black or NaN image is returned.
+torch::Tensor decode_finite(const std::function<torch::Tensor(torch::ScalarType)>& decode,
+                            torch::ScalarType dtype,
+                            const std::function<void(const std::string&)>& warn);
 
 }  // namespace sdgen
