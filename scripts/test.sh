@@ -21,19 +21,9 @@ if [[ -d ../shared/conformance ]]; then
 else
   echo "test: ../shared/conformance not found; conformance cases skipped" >&2
 fi
-# A short libFuzzer run of the safetensors parser (ASan + UBSan), when clang is here.
+# A short libFuzzer run of every fuzz target (ASan + UBSan; 10 s each, two at a time), when
+# clang is here; the long campaigns are recorded in fuzz/README.md.
 if command -v clang++ >/dev/null; then
-  fuzz=${SDGEN_FUZZ_BUILD_DIR:-build-fuzz}
-  if { [[ -f "$fuzz/CMakeCache.txt" ]] || CC=clang CXX=clang++ cmake -S . -B "$fuzz" -G Ninja \
-         -DCMAKE_BUILD_TYPE=Release -DSDGEN_FUZZ=ON -DSDGEN_BUILD_TESTS=OFF >/dev/null; } &&
-     cmake --build "$fuzz" --target fuzz_safetensors >/dev/null; then
-    mkdir -p "$fuzz/corpus"
-    "$fuzz/fuzz_safetensors" "$fuzz/corpus" fuzz/corpus_safetensors -max_total_time=20 \
-      -print_final_stats=0 2>"$fuzz/fuzz.log" || { tail -30 "$fuzz/fuzz.log"; status=1; }
-    echo "fuzz: $(grep -c '' "$fuzz/fuzz.log") log lines, $(grep -o 'Done [0-9]* runs.*' "$fuzz/fuzz.log" || echo 'no summary line')"
-  else
-    echo "fuzz: the fuzz target did not build" >&2
-    status=1
-  fi
+  bash scripts/fuzz.sh "${SDGEN_FUZZ_SECONDS:-10}" || status=1
 fi
 exit $status

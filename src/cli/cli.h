@@ -2,12 +2,19 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "sdgen/io/output_template.h"
 #include "sdgen/job/params.h"
 #include "sdgen/loading/model_loader.h"
+
+namespace sdgen {
+class Tokenizer;
+}
 
 namespace sdgen::cli {
 
@@ -24,11 +31,17 @@ struct CliOptions {
   int batch_size = 1;
   int threads = 0;  // CPU threads (0: OMP_NUM_THREADS, else every core)
   bool overwrite = false, quiet = false, json = false, list_samplers = false;
+  bool allow_any_output = false;     // prompt-file outputs outside the -o template's folder
   LoadOptions load_options() const;  // model, vae, config and --prediction (not the device)
 };
 
-// One image to make: the expanded list is lines x batch_count in file order, so indices and
-// seeds do not depend on sharding or batch size.
+// Up to this many images a run checks every output before the model loads (names distinct,
+// what exists at each path); beyond, names are distinct by {index} and each output is checked
+// when its job comes (a check of millions of paths would delay the start by minutes).
+constexpr uint64_t kCheckedJobs = 1000000;
+
+// One image to make: the jobs are lines x batch_count in file order, so indices and seeds do
+// not depend on sharding or batch size.
 struct Job {
   uint64_t index = 0;
   int line = 0;  // prompt-file line (0: the command line)
@@ -36,16 +49,55 @@ struct Job {
   std::string output;
 };
 
-// The jobs of a run from the command line and the prompt file, every line checked against the
-// model's limits (errors name the file and line) before any weight is loaded. Random seeds are
-// drawn here, one per line, and reported through `log`.
-std::vector<Job> build_jobs(const CliOptions& o, const ModelLimits& limits,
-                            const std::function<void(const std::string&)>& log);
+// The jobs of a run, made one at a time from their lines: memory grows with the lines, not
+// with the images (--batch-count 1000000 over a 10-line file is 10 lines).
+class JobList {
+ public:
+  struct Line {
+    int line = 0;
+    JobParams params;    // finished: sampler resolved, seed drawn, checked
+    uint64_t first = 0;  // index of its first image
+  };
+  JobList() = default;
+  explicit JobList(std::vector<Line> lines);
+  uint64_t size() const { return size_; }
+  Job job(uint64_t index) const;
+  const std::vector<Line>& lines() const { return lines_; }
+
+ private:
+  std::vector<Line> lines_;
+  uint64_t size_ = 0;
+};
+
+// Where the images are made: the devices (--device / --devices) and dtypes, resolved before
+// anything is loaded.
+struct RunTarget {
+  std::vector<torch::Device> devices;
+  torch::ScalarType dtype = torch::kFloat;
+  std::optional<torch::ScalarType> vae_dtype;
+};
+RunTarget resolve_target(const CliOptions& o);
+
+// This process' part of the job list: --shard K/N, else the Slurm array task, else all.
+Shard resolve_shard(const CliOptions& o);
+
+// The jobs of a run from the command line and the prompt file, every line checked before any
+// weight is loaded (errors name the file and line): against the model's limits, its memory
+// needs on `target` (the size), and the output names (folders, collisions, the -o folder).
+// Random seeds are drawn here, one per line, and reported through `log`.
+JobList build_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target,
+                   const std::function<void(const std::string&)>& log);
 
 // Runs the jobs (those of this shard) of the model `info` describes and returns the exit
 // status: 0 when every job was written or skipped, 1 when some failed, 130 when interrupted by
-// SIGINT/SIGTERM.
-int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>& jobs);
+// SIGINT/SIGTERM, 141 when stdout (--json) was closed. Outputs that are folders, and with
+// --overwrite files that are not PNGs, are usage errors found before the model loads.
+int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target,
+             const Shard& shard, std::shared_ptr<const Tokenizer> tokenizer, const JobList& jobs);
+
+// The run's tokenizer (--tokenizer, else default_tokenizer), checked against the model: every
+// id it makes must be a row of the text encoders' embedding tables.
+std::shared_ptr<const Tokenizer> load_run_tokenizer(const CliOptions& o, const ModelInfo& info);
 
 // Where sdgen's shipped data lives (defaults.cpp).
 // The tokenizer of `model`: the "tokenizer" its config JSON (`config`, else <model>.json)

@@ -2,7 +2,8 @@
 // schema, job/params.h), inspects the model, builds and checks the job list (a prompt or a
 // prompt file), then runs it with the model loaded once per device.
 // Exit status: 0 all written or skipped, 1 some failed, 2 usage or input errors found before
-// any work, 130 interrupted.
+// any work, 130 interrupted, 141 stdout closed.
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -36,24 +37,37 @@ int run(CliOptions o) {
           "builds it");
   }
   std::error_code ec;
-  if (!std::filesystem::exists(o.model, ec))
-    throw UsageError("--model " + o.model + ": no such file");
-  if (!o.vae.empty() && !std::filesystem::exists(o.vae, ec))
-    throw UsageError("--vae " + o.vae + ": no such file");
-  if (!o.device.empty() && !o.devices.empty())
-    throw UsageError("give either --device or --devices, not both");
+  for (const auto& [flag, path] :
+       {std::pair<const char*, const std::string&>{"--model", o.model}, {"--vae", o.vae}}) {
+    if (path.empty()) continue;
+    if (!std::filesystem::exists(path, ec))
+      throw UsageError(std::string(flag) + " " + path + ": no such file");
+    if (std::filesystem::is_directory(path, ec))
+      throw UsageError(std::string(flag) + " " + path +
+                       " is a folder; give a single-file checkpoint (.safetensors with LDM key "
+                       "names, as A1111 and Civitai ship them; diffusers folders are not supported "
+                       "yet)");
+  }
   if (!o.prompt_file.empty() && !o.job.image.prompt.empty())
     throw UsageError("give either --prompt or --prompt-file; --prompt-file lines carry prompts");
-  if (!o.prompt_file.empty() && o.prompt_file != "-" && !std::filesystem::exists(o.prompt_file, ec))
-    throw UsageError("--prompt-file " + o.prompt_file + ": no such file");
+  if (!o.prompt_file.empty() && o.prompt_file != "-") {
+    if (!std::filesystem::exists(o.prompt_file, ec))
+      throw UsageError("--prompt-file " + o.prompt_file + ": no such file");
+    if (std::filesystem::is_directory(o.prompt_file, ec))
+      throw UsageError("--prompt-file " + o.prompt_file +
+                       " is a folder; give a text file of prompts (txt, jsonl or A1111 lines)");
+  }
+  const Shard shard = resolve_shard(o);
   auto log = [&](const std::string& m) {
     if (!o.quiet) std::cerr << "sdgen: " << m << "\n";
   };
   // What the model is, from its header and config (no weights yet), so that every job is
   // checked against it before anything loads.
   const ModelInfo info = inspect_model(o.load_options());
-  const auto jobs = build_jobs(o, info.limits(), log);
-  return run_jobs(o, info, jobs);
+  const RunTarget target = resolve_target(o);
+  const auto tokenizer = load_run_tokenizer(o, info);
+  const JobList jobs = build_jobs(o, info, target, log);
+  return run_jobs(o, info, target, shard, tokenizer, jobs);
 }
 
 // The job parameters' flags, from the schema. Values are kept as text and set after parsing,
@@ -88,6 +102,9 @@ struct SchemaFlags {
 
 int main(int argc, char** argv) {
   using sdgen::cli::CliOptions;
+  // A closed stdout (`sdgen --json | head -1`) makes writes fail instead of killing the run
+  // with images half-reported: the runner stops cleanly and exits 141 (runner.cpp).
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"sdgen: Stable Diffusion text-to-image from the command line"};
   // A repeated option takes its last value, as with getopt and argparse: wrapper scripts and
   // aliases add options after the user's (`sdgen --steps 30 ... --steps 20` runs 20 steps).
@@ -132,7 +149,10 @@ int main(int argc, char** argv) {
                  "K/N: run the jobs whose index i has i % N == K (default: from "
                  "SLURM_ARRAY_TASK_ID/COUNT when set)");
   app.add_flag("--overwrite", o.overwrite,
-               "replace existing output files (otherwise their jobs are skipped)");
+               "replace existing output PNGs (otherwise their jobs are skipped); other files "
+               "are never replaced");
+  app.add_flag("--allow-any-output", o.allow_any_output,
+               "let prompt-file lines write outside the folder of -o (their \"output\" keys)");
   app.add_flag("--json", o.json,
                "one JSON object per image on stdout (and nothing else there); logs stay on stderr");
   app.add_flag("--quiet,-q", o.quiet, "no log lines or progress on stderr");
@@ -150,7 +170,9 @@ int main(int argc, char** argv) {
   };
   try {
     flags.apply(o.job);
-    sdgen::configure_cpu_threads(o.threads);
+    sdgen::configure_cpu_threads(o.threads, [&](const std::string& w) {
+      if (!o.quiet) std::cerr << "sdgen: warning: " << w << "\n";
+    });
     if (bench->parsed()) return sdgen::cli::run_bench_command(bench_options);
     return sdgen::cli::run(o);
   } catch (const sdgen::cli::UsageError& e) {

@@ -1,6 +1,6 @@
-// Running a job list: skip what exists, load the model once per device, render in batches,
-// write each PNG atomically, report per image (log, JSON lines), stop cleanly on a signal.
-#include <dirent.h>
+// Running a job list: skip what exists, load the model once per device, render in batches
+// drawn lazily from the list, write each PNG atomically, report per image (log, JSON lines),
+// stop cleanly on a signal or when stdout closes.
 #include <signal.h>
 #include <unistd.h>
 
@@ -8,7 +8,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -26,13 +28,19 @@
 #include "sdgen/pipeline/runtime.h"
 #include "sdgen/text/tokenizer.h"
 #include "sdgen/util/fs.h"
+#include "sdgen/util/temporaries.h"
 
 namespace sdgen::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_stdout_closed{false};
 
 extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+bool stopping() { return g_signal.load() != 0 || g_stdout_closed.load(); }
 
 struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
@@ -46,21 +54,40 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-// Temporary files of a run that was killed (".<name>.tmp-<pid>-<hex>", see write_file_atomic)
-// whose process is gone: removed before the folder is written again.
-void remove_stale_temporaries(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return;
-  while (auto* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    const auto pos = name.rfind(".tmp-");
-    if (name.empty() || name[0] != '.' || pos == std::string::npos) continue;
-    const long pid = std::strtol(name.c_str() + pos + 5, nullptr, 10);
-    if (pid <= 0 || pid == ::getpid()) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running
-    ::unlink((dir + "/" + name).c_str());
-  }
-  ::closedir(d);
+// Whether the file at `path` starts with the PNG signature: --overwrite replaces only PNGs, so
+// that a stray output name never destroys a user's other files.
+bool is_png_file(const std::string& path) {
+  static const unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::ifstream in(path, std::ios::binary);
+  char head[8] = {};
+  return in.read(head, 8) && std::memcmp(head, kSignature, 8) == 0;
+}
+
+// What is at a job's output path now.
+enum class Existing { kNone, kPng, kOtherFile, kFolder };
+Existing existing(const std::string& path) {
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) return Existing::kNone;
+  if (fs::is_directory(st)) return Existing::kFolder;
+  return is_png_file(path) ? Existing::kPng : Existing::kOtherFile;
+}
+
+// Throws UsageError when images cannot be written into `folder`: its nearest existing
+// ancestor is not a folder, or cannot be written (permissions, a read-only file system).
+void check_writable_folder(const std::string& folder) {
+  fs::path existing_part = folder;
+  std::error_code ec;
+  while (!fs::exists(existing_part, ec) && existing_part.has_parent_path() &&
+         existing_part.parent_path() != existing_part)
+    existing_part = existing_part.parent_path();
+  if (existing_part.empty()) existing_part = ".";
+  if (!fs::is_directory(existing_part, ec))
+    throw UsageError("cannot write into " + folder + ": " + existing_part.string() +
+                     " is a file, not a folder; choose another -o folder");
+  if (::access(existing_part.c_str(), W_OK | X_OK) != 0)
+    throw UsageError("cannot write into " + folder + ": " + existing_part.string() + ": " +
+                     std::strerror(errno) + "; choose another -o folder");
 }
 
 struct Reporter {
@@ -70,13 +97,13 @@ struct Reporter {
   Progress& progress;
   std::string model_name;
   std::mutex mu;
-  int written = 0, skipped = 0, failed = 0;
+  uint64_t written = 0, skipped = 0, failed = 0;
 
   void report(const Job& job, const GenerationParams& p, const std::string& status, double seconds,
               const std::string& error = "") {
     std::lock_guard<std::mutex> lock(mu);
     (status == "written" ? written : status == "skipped" ? skipped : failed)++;
-    if (o.json) {
+    if (o.json && !g_stdout_closed.load()) {
       nlohmann::json j = params_json(p);
       j["index"] = job.index;
       j["line"] = job.line;
@@ -86,6 +113,9 @@ struct Reporter {
       j["seconds"] = std::round(seconds * 1000) / 1000;
       if (!error.empty()) j["error"] = error;
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+      // The reader went away (`sdgen --json | head -1`): SIGPIPE is ignored, so the write
+      // fails instead; the run stops after the images in hand, which are on disk.
+      if (!std::cout) g_stdout_closed.store(true);
     }
     std::string line = status + " " + job.output;
     if (status == "written") {
@@ -102,87 +132,116 @@ struct Reporter {
   }
 };
 
+// The jobs of this shard, in index order, handed out in batches to the device workers: jobs
+// whose output exists are reported as skipped on the way, and the folders written to are
+// cleared of killed runs' temporaries the first time they come up. Nothing is kept per job.
+class BatchSource {
+ public:
+  BatchSource(const CliOptions& o, const JobList& jobs, const Shard& shard, Reporter& reporter)
+      : o_(o), jobs_(jobs), shard_(shard), reporter_(reporter), next_(shard.index) {}
+
+  // The next batch: consecutive pending jobs whose settings let them share the UNet, up to
+  // --batch-size; empty at the end.
+  std::vector<Job> next() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Job> batch;
+    while (static_cast<int>(batch.size()) < o_.batch_size) {
+      std::optional<Job> job = std::move(held_);
+      held_.reset();
+      if (!job) job = pending();
+      if (!job) break;
+      if (!batch.empty() && !batchable(batch.front().params, job->params)) {
+        held_ = std::move(job);
+        break;
+      }
+      batch.push_back(std::move(*job));
+    }
+    return batch;
+  }
+
+ private:
+  std::optional<Job> pending() {
+    for (; next_ < jobs_.size(); next_ += shard_.count) {
+      Job job = jobs_.job(next_);
+      if (!o_.overwrite && existing(job.output) != Existing::kNone) {
+        reporter_.report(job, job.params, "skipped", 0);
+        continue;
+      }
+      auto dir = fs::path(job.output).parent_path().string();
+      if (dir.empty()) dir = ".";
+      if (cleaned_.insert(dir).second) remove_stale_temporaries(dir);
+      next_ += shard_.count;
+      return job;
+    }
+    return std::nullopt;
+  }
+
+  const CliOptions& o_;
+  const JobList& jobs_;
+  const Shard shard_;
+  Reporter& reporter_;
+  std::mutex mu_;
+  uint64_t next_;
+  std::optional<Job> held_;
+  std::set<std::string> cleaned_;
+};
+
 struct Worker {
   torch::Device device;
   std::unique_ptr<Pipeline> pipeline;
 };
 
+std::string error_text(const std::exception& e) {
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  return c10 ? c10->what_without_backtrace() : e.what();
+}
+
 }  // namespace
 
-int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>& all_jobs) {
-  // This process' shard of the job list.
-  Shard shard;
-  try {
-    shard = o.shard.empty() ? shard_from_environment() : parse_shard(o.shard);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  std::vector<const Job*> jobs;
-  for (const auto& j : all_jobs)
-    if (shard.contains(j.index)) jobs.push_back(&j);
+int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target,
+             const Shard& shard, std::shared_ptr<const Tokenizer> tokenizer, const JobList& jobs) {
+  const uint64_t in_shard =
+      jobs.size() > shard.index ? (jobs.size() - shard.index - 1) / shard.count + 1 : 0;
 
-  // Devices, resolved before anything is loaded.
-  std::vector<std::string> device_names;
-  const std::string list = !o.devices.empty() ? o.devices : o.device;
-  if (list.empty()) device_names.push_back("");
-  for (size_t start = 0; start < list.size();) {
-    const size_t comma = list.find(',', start);
-    device_names.push_back(list.substr(start, comma == std::string::npos ? comma : comma - start));
-    start = comma == std::string::npos ? list.size() : comma + 1;
+  // What is there already, before anything loads: existing images are done (their jobs are
+  // skipped), what is not an image is an error (never replaced, not even by --overwrite), and
+  // so is a folder that cannot be written. Beyond kCheckedJobs images, up to the first job
+  // with work to do (the rest are checked as they come).
+  uint64_t pending = 0;
+  std::set<std::string> folders;
+  for (uint64_t i = shard.index; i < jobs.size(); i += shard.count) {
+    const std::string output = jobs.job(i).output;
+    const Existing e = existing(output);
+    if (e == Existing::kFolder)
+      throw UsageError("the output " + output + " is a folder; choose another -o name");
+    if (e == Existing::kOtherFile && o.overwrite)
+      throw UsageError("the output " + output +
+                       " exists and is not a PNG image; --overwrite replaces only PNG files, so "
+                       "move it away or choose another -o name");
+    if (e != Existing::kNone && !o.overwrite) continue;
+    ++pending;
+    auto folder = fs::path(output).parent_path().string();
+    if (folders.size() < 10000 && folders.insert(folder.empty() ? "." : folder).second)
+      check_writable_folder(folder.empty() ? "." : folder);
+    if (in_shard > kCheckedJobs) break;
   }
-  std::vector<Worker> workers;
-  for (const auto& name : device_names) workers.push_back({parse_device(name), nullptr});
-  const torch::ScalarType dtype = parse_compute_dtype(o.dtype, workers[0].device);
-  std::optional<torch::ScalarType> vae_dtype;
-  if (!o.vae_dtype.empty()) vae_dtype = parse_compute_dtype(o.vae_dtype, workers[0].device);
-
-  Progress progress(jobs.size(), o.quiet);
+  Progress progress(in_shard, o.quiet);
   Reporter reporter(o, progress, file_stem(o.model));
   if (shard.count > 1)
     progress.log("shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) + ": " +
-                 std::to_string(jobs.size()) + " of " + std::to_string(all_jobs.size()) +
-                 " images");
-
-  // Existing outputs are never replaced: those jobs are done already.
-  std::vector<const Job*> pending;
-  std::set<std::string> dirs;
-  for (const Job* j : jobs) {
-    std::error_code ec;
-    if (!o.overwrite && std::filesystem::exists(j->output, ec)) {
-      reporter.report(*j, j->params, "skipped", 0);
-    } else {
-      pending.push_back(j);
-      const auto dir = std::filesystem::path(j->output).parent_path();
-      dirs.insert(dir.empty() ? "." : dir.string());
-    }
-  }
-  if (pending.empty()) {
+                 std::to_string(in_shard) + " of " + std::to_string(jobs.size()) + " images");
+  BatchSource source(o, jobs, shard, reporter);
+  if (pending == 0) {
+    source.next();  // reports every job as skipped
     progress.finish();
-    return reporter.failed ? 1 : 0;
+    return 0;
   }
-  for (const auto& d : dirs) remove_stale_temporaries(d);
 
   install_signal_handlers();
-  std::shared_ptr<const Tokenizer> tokenizer;
-  try {
-    tokenizer = load_tokenizer(o.tokenizer.empty() ? default_tokenizer(o.model, o.model_config)
-                                                   : o.tokenizer);
-  } catch (const std::runtime_error& e) {
-    throw UsageError(e.what());  // a missing or broken vocabulary is the user's input
-  }
   const ModelStamp stamp{file_stem(o.model), model_hash(o.model),
                          o.vae.empty() ? "" : file_stem(o.vae)};
-
-  // Batches: consecutive pending jobs whose settings let them share the UNet, up to
-  // --batch-size images each.
-  std::vector<std::vector<const Job*>> batches;
-  for (const Job* j : pending) {
-    if (batches.empty() || static_cast<int>(batches.back().size()) >= o.batch_size ||
-        !batchable(batches.back().front()->params, j->params))
-      batches.emplace_back();
-    batches.back().push_back(j);
-  }
-  std::atomic<size_t> next_batch{0};
+  std::vector<Worker> workers;
+  for (const auto& d : target.devices) workers.push_back({d, nullptr});
   std::mutex load_mu;
   std::exception_ptr load_error;
 
@@ -191,21 +250,20 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
       const auto t0 = std::chrono::steady_clock::now();
       LoadOptions load = o.load_options();
       load.device = w.device;
-      load.dtype = dtype;
-      load.vae_dtype = vae_dtype;
+      load.dtype = target.dtype;
+      load.vae_dtype = target.vae_dtype;
       auto model = load_model(load, info);
       {
         std::lock_guard<std::mutex> lock(load_mu);
         if (&w == &workers.front())
           for (const auto& note : model.notes) progress.log(note);
       }
-      w.pipeline = std::make_unique<Pipeline>(std::move(model), tokenizer, w.device, dtype);
+      w.pipeline = std::make_unique<Pipeline>(std::move(model), tokenizer, w.device, target.dtype);
+      char took[32];
+      std::snprintf(took, sizeof(took), "%.2f",
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       progress.log("loaded " + o.model + " on " + w.device.str() + " (" +
-                   std::string(c10::toString(dtype)) + ") in " +
-                   std::to_string(
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count())
-                       .substr(0, 5) +
-                   " s");
+                   std::string(c10::toString(target.dtype)) + ") in " + took + " s");
     } catch (...) {
       std::lock_guard<std::mutex> lock(load_mu);
       if (!load_error) load_error = std::current_exception();
@@ -213,10 +271,11 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
     }
     PipelineEvents events;
     events.warn = [&](const std::string& m) { progress.log("warning: " + m); };
-    for (size_t b; !g_signal.load() && (b = next_batch.fetch_add(1)) < batches.size();) {
-      const auto& batch = batches[b];
+    while (!stopping()) {
+      const std::vector<Job> batch = source.next();
+      if (batch.empty()) break;
       std::vector<GenerationParams> params;
-      for (const Job* j : batch) params.push_back(j->params);
+      for (const Job& j : batch) params.push_back(j.params);
       const int n = static_cast<int>(batch.size());
       events.step = [&](int step, int steps, const torch::Tensor&) {
         if (g_signal.load()) throw Interrupted();
@@ -229,27 +288,28 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
       } catch (const Interrupted&) {
         return;
       } catch (const std::exception& e) {
-        const std::string msg = dynamic_cast<const c10::Error*>(&e)
-                                    ? static_cast<const c10::Error&>(e).what_without_backtrace()
-                                    : e.what();
-        for (const Job* j : batch) reporter.report(*j, j->params, "failed", 0, msg);
+        for (const Job& j : batch) reporter.report(j, j.params, "failed", 0, error_text(e));
         continue;
       }
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / n;
       for (int i = 0; i < n; ++i) {
-        const Job& job = *batch[i];
+        const Job& job = batch[i];
         const auto& p = images[i].params;
         try {
           const auto png = encode_png(images[i].rgb.data(), images[i].width, images[i].height,
                                       {{"parameters", format_infotext(make_infotext(p, stamp))}});
           make_parent_dirs(job.output);
+          // (a file that appeared meanwhile and is not a PNG stays, as in the scan above)
+          if (o.overwrite && existing(job.output) == Existing::kOtherFile)
+            throw std::runtime_error(job.output +
+                                     " appeared and is not a PNG image; it was not replaced");
           write_file_atomic(job.output, png.data(), png.size(), o.overwrite);
           reporter.report(job, p, "written", seconds);
         } catch (const FileExistsError&) {
           reporter.report(job, p, "skipped", 0);  // appeared meanwhile (another process)
         } catch (const std::exception& e) {
-          reporter.report(job, p, "failed", 0, e.what());
+          reporter.report(job, p, "failed", 0, error_text(e));
         }
       }
     }
@@ -269,7 +329,7 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
     try {
       std::rethrow_exception(load_error);
     } catch (const std::exception& e) {
-      progress.log(std::string("error: a device failed to load the model: ") + e.what());
+      progress.log("error: a device failed to load the model: " + error_text(e));
     }
   }
   if (g_signal.load()) {
@@ -277,9 +337,14 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const std::vector<Job>&
                  " images written; run the same command again to finish the batch");
     return 130;
   }
+  if (g_stdout_closed.load()) {
+    progress.log("stdout was closed: stopped after " + std::to_string(reporter.written) +
+                 " images written; run the same command again to finish the batch");
+    return 141;  // as a shell reports a process ended by SIGPIPE
+  }
   // jobs never attempted because every device failed to load
-  const int attempted = reporter.written + reporter.skipped + reporter.failed;
-  if (attempted < static_cast<int>(jobs.size())) return 1;
+  const uint64_t attempted = reporter.written + reporter.skipped + reporter.failed;
+  if (attempted < in_shard) return 1;
   return reporter.failed ? 1 : 0;
 }
 

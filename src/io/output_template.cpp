@@ -1,6 +1,7 @@
 #include "sdgen/io/output_template.h"
 
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 
 namespace sdgen {
@@ -122,22 +123,33 @@ Shard shard_from_environment(const std::function<const char*(const char*)>& gete
     const char* v = getenv_fn ? getenv_fn(name) : std::getenv(name);
     return v ? v : "";
   };
-  const std::string id = get("SLURM_ARRAY_TASK_ID");
-  if (id.empty()) return {};
-  const std::string count = get("SLURM_ARRAY_TASK_COUNT");
-  const std::string lo = get("SLURM_ARRAY_TASK_MIN"), hi = get("SLURM_ARRAY_TASK_MAX");
-  const std::string step_text = get("SLURM_ARRAY_TASK_STEP");
-  if (!is_digits(id))
-    throw std::invalid_argument("SLURM_ARRAY_TASK_ID is '" + id + "', not a number");
-  const uint64_t task = std::stoull(id);
-  const uint64_t base = is_digits(lo) ? std::stoull(lo) : 0;
-  const uint64_t step =
-      is_digits(step_text) && std::stoull(step_text) > 0 ? std::stoull(step_text) : 1;
+  // A Slurm variable as a number; nullopt when unset or empty, an error when not a number
+  auto number = [&](const char* name) -> std::optional<uint64_t> {
+    const std::string v = get(name);
+    if (v.empty()) return std::nullopt;
+    if (!is_digits(v) || v.size() > 18)
+      throw std::invalid_argument(std::string(name) + " is '" + v +
+                                  "', not a task number; pass --shard K/N");
+    return std::stoull(v);
+  };
+  const auto id = number("SLURM_ARRAY_TASK_ID");
+  if (!id) return {};
+  const std::string id_text = get("SLURM_ARRAY_TASK_ID");
+  const auto count = number("SLURM_ARRAY_TASK_COUNT");
+  const auto lo = number("SLURM_ARRAY_TASK_MIN"), hi = number("SLURM_ARRAY_TASK_MAX");
+  const auto step_value = number("SLURM_ARRAY_TASK_STEP");
+  const uint64_t task = *id;
+  const uint64_t base = lo.value_or(0);
+  const uint64_t step = step_value && *step_value > 0 ? *step_value : 1;
   uint64_t n = 0;
-  if (is_digits(count) && std::stoull(count) > 0) {
-    n = std::stoull(count);
-  } else if (is_digits(lo) && is_digits(hi) && std::stoull(hi) >= base) {
-    n = (std::stoull(hi) - base) / step + 1;
+  if (count && *count > 0) {
+    n = *count;
+  } else if (lo && hi) {
+    if (*hi < *lo)
+      throw std::invalid_argument("SLURM_ARRAY_TASK_MIN (" + std::to_string(*lo) +
+                                  ") is above SLURM_ARRAY_TASK_MAX (" + std::to_string(*hi) +
+                                  "): not a Slurm array; pass --shard K/N");
+    n = (*hi - base) / step + 1;
   } else {
     throw std::invalid_argument(
         "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor "
@@ -145,7 +157,7 @@ Shard shard_from_environment(const std::function<const char*(const char*)>& gete
   }
   // Tasks are base, base + step, ...: the shard is the task's position in that list.
   if (task < base || (task - base) % step != 0 || (task - base) / step >= n)
-    throw std::invalid_argument("SLURM_ARRAY_TASK_ID " + id + " lies outside the array (" +
+    throw std::invalid_argument("SLURM_ARRAY_TASK_ID " + id_text + " lies outside the array (" +
                                 std::to_string(n) + " tasks from " + std::to_string(base) +
                                 " in steps of " + std::to_string(step) + "); pass --shard K/N");
   return {(task - base) / step, n};

@@ -24,11 +24,8 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "sdgen/util/inflate.h"
 #include "sdgen/util/utf8.h"
-
-// stb_image's zlib decoder (malloc'ed result), compiled with STB_IMAGE_IMPLEMENTATION in
-// src/util/gzip.cpp of the same library.
-extern "C" char* stbi_zlib_decode_malloc(const char* buffer, int len, int* outlen);
 
 namespace sdgen {
 namespace {
@@ -122,17 +119,12 @@ std::string text_chunk_data(const PngText& t, bool* is_itxt) {
 }
 
 std::string inflate_text(const uint8_t* p, size_t n, const std::string& keyword) {
-  if (n > size_t(std::numeric_limits<int>::max())) {
-    throw std::runtime_error("PNG text chunk '" + keyword + "' too large");
+  try {
+    return inflate_zlib(p, n, size_t(64) << 20);  // a text chunk of over 64 MiB is hostile
+  } catch (const InflateError& e) {
+    throw std::runtime_error("PNG text chunk '" + keyword + "': corrupt compressed data (" +
+                             e.what() + ")");
   }
-  int out_len = 0;
-  char* out = stbi_zlib_decode_malloc(reinterpret_cast<const char*>(p), int(n), &out_len);
-  if (out == nullptr) {
-    throw std::runtime_error("PNG text chunk '" + keyword + "': corrupt compressed data");
-  }
-  std::string s(out, size_t(out_len));
-  std::free(out);
-  return s;
 }
 
 std::string chunk_name(const uint8_t* p) {

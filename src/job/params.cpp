@@ -1,6 +1,7 @@
 // The parameter schema: one entry per parameter, in A1111's infotext order.
 #include "sdgen/job/params.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -37,6 +38,13 @@ double finite_number(const std::string& s) {
   return v;
 }
 
+// Text as a parameter takes it: anything but NUL bytes (which C strings, file names and the
+// PNG text chunk cannot hold).
+const std::string& text_value(const std::string& t) {
+  if (t.find('\0') != std::string::npos) bad("must not contain a NUL byte");
+  return t;
+}
+
 int in_range(int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi)
     bad("must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
@@ -47,7 +55,10 @@ int in_range(int64_t v, int64_t lo, int64_t hi) {
 // The JSON value as the text set_text reads, after checking its type.
 std::string json_text(ParamType type, const json& v) {
   auto wrong = [&](const char* want) {
-    bad(std::string("must be ") + want + ", got " + v.type_name() + " " + v.dump());
+    const std::string text = v.dump();
+    std::string got = v.type_name();
+    if (text != got) got += " " + (text.size() > 60 ? text.substr(0, 57) + "..." : text);
+    bad(std::string("must be ") + want + ", got " + got);  // "got null", "got string \"7\""
   };
   switch (type) {
     case ParamType::kInt:
@@ -167,7 +178,7 @@ std::vector<ParamSpec> build_specs() {
   {
     SpecBuilder b("prompt", ParamType::kText, "--prompt", "what to draw, in A1111's prompt syntax");
     b.short_flag("-p").a1111({"prompt"}).json_key("prompt").infotext("(first line)");
-    b.s.set_text = [](JobParams& j, const std::string& t) { j.image.prompt = t; };
+    b.s.set_text = [](JobParams& j, const std::string& t) { j.image.prompt = text_value(t); };
     b.s.to_json = [](const GenerationParams& p) { return json(p.prompt); };
     v.push_back(b.done());
   }
@@ -175,7 +186,9 @@ std::vector<ParamSpec> build_specs() {
     SpecBuilder b("negative_prompt", ParamType::kText, "--negative-prompt",
                   "what to steer away from (the unconditional prompt of guidance)");
     b.short_flag("-n").a1111({"negative_prompt"}).json_key("negative").infotext("Negative prompt");
-    b.s.set_text = [](JobParams& j, const std::string& t) { j.image.negative_prompt = t; };
+    b.s.set_text = [](JobParams& j, const std::string& t) {
+      j.image.negative_prompt = text_value(t);
+    };
     b.s.to_json = [](const GenerationParams& p) { return json(p.negative_prompt); };
     v.push_back(b.done());
   }
@@ -400,7 +413,19 @@ std::vector<ParamSpec> build_specs() {
                   "folders are created");
     b.short_flag("-o").default_text("outputs/{index:05}-{seed}.png");
     b.s.set_text = [](JobParams& j, const std::string& t) {
-      validate_output_template(t);
+      validate_output_template(text_value(t));
+      // sdgen writes PNG files (with the infotext in a text chunk); a name promising another
+      // format would hold PNG bytes
+      std::string lower = t;
+      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower.size() < 4 || lower.compare(lower.size() - 4, 4, ".png") != 0) {
+        // "-o outputs" most likely means the folder
+        const auto slash = t.rfind('/');
+        const bool has_extension =
+            t.find('.', slash == std::string::npos ? 0 : slash) != std::string::npos;
+        bad("must name .png files (sdgen writes PNG, with its parameters inside), not '" + t + "'" +
+            (has_extension ? "" : "; for a folder write " + t + "/{index:05}-{seed}.png"));
+      }
       j.output = t;
     };
     v.push_back(b.done());

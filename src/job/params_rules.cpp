@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sdgen/job/params.h"
+#include "sdgen/text/prompt_weights.h"
 
 #ifndef SDGEN_VERSION
 #define SDGEN_VERSION "unknown"
@@ -31,6 +32,19 @@ void validate_params(const GenerationParams& p, const ModelLimits& limits) {
       s.check(p);
     } catch (const std::invalid_argument& e) {
       bad(s.name + " " + e.what());
+    }
+  }
+  // A1111's emphasis syntax fails on some prompts ("(red:1.2.3)"): found here, not at encoding
+  if (parse_emphasis(p.emphasis) == Emphasis::kA1111) {
+    for (const auto& [name, text] : {std::pair<const char*, const std::string&>{"prompt", p.prompt},
+                                     {"negative prompt", p.negative_prompt}}) {
+      try {
+        parse_prompt_attention(text);
+      } catch (const std::invalid_argument& e) {
+        std::string what = e.what();  // "prompt: '...': ..." from the parser
+        if (what.rfind("prompt: ", 0) == 0) what.erase(0, 8);
+        bad(std::string(name) + ": " + what);
+      }
     }
   }
   validate_sampler(p.sampler, p.steps, p.sampler_options);

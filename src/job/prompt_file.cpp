@@ -36,8 +36,14 @@ JobLine parse_jsonl_line(const std::string& text, const std::string& label, int 
   nlohmann::json obj;
   try {
     obj = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(label, line, std::string("not valid JSON (") + e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {
+    // without the library's "[json.exception.parse_error.101] " tag; a number beyond double
+    // range ("1e400") is an out_of_range error there
+    std::string what = e.what();
+    if (what.rfind("[json.exception.", 0) == 0 && what.find("] ") != std::string::npos)
+      what = what.substr(what.find("] ") + 2);
+    if (e.id == 406) what += "; numbers must fit in a 64-bit float";
+    fail(label, line, "not valid JSON: " + what);
   }
   if (!obj.is_object())
     fail(label, line, "expected a JSON object {...}, got " + std::string(obj.type_name()));
@@ -59,17 +65,36 @@ JobLine parse_jsonl_line(const std::string& text, const std::string& label, int 
   return j;
 }
 
+// Why `args` is not an A1111 option line, as scripts/prompts_from_file.py's cmdargs() asserts:
+// every option starts with "--" and has a value, and is one it knows. Empty when it is one.
+std::string not_an_option_line(const std::vector<std::string>& args,
+                               const std::map<std::string, const char*>& ignored) {
+  for (size_t pos = 0; pos < args.size();) {
+    const std::string& arg = args[pos];
+    if (arg.rfind("--", 0) != 0) return "'" + arg + "' does not start with \"--\"";
+    if (pos + 1 >= args.size()) return "no value after " + arg;
+    const std::string tag = arg.substr(2);
+    if (tag == "prompt" || tag == "negative_prompt") {
+      for (pos += 2; pos < args.size() && args[pos].rfind("--", 0) != 0;) ++pos;
+      continue;
+    }
+    bool known = tag == "n_iter" || tag == "batch_size" || ignored.count(tag);
+    for (const auto& s : param_specs())
+      for (const auto& name : s.a1111) known |= name == tag;
+    if (!known) return "unknown option " + arg;
+    pos += 2;
+  }
+  return "";
+}
+
 // A1111 scripts/prompts_from_file.py: "--tag value" pairs; --prompt and --negative_prompt take
-// every following word up to the next "--".
+// every following word up to the next "--". A line that is not an option line there (no value
+// after an option, an unknown option, a word without "--", unbalanced quotes) is a prompt, the
+// whole line, with the reason logged: so it is here, with a warning. A bad value of a known
+// option is an error (A1111 would render the line as a prompt instead).
 JobLine parse_a1111_line(const std::string& text, const std::string& label, int line,
                          const JobParams& defaults) {
   JobLine j{line, defaults, {}};
-  std::vector<std::string> args;
-  try {
-    args = shell_split(text);
-  } catch (const std::invalid_argument& e) {
-    fail(label, line, e.what());
-  }
   static const std::map<std::string, const char*> ignored = {
       {"sd_model", "the model is chosen with --model"},
       {"outpath_samples", "use -o"},
@@ -85,6 +110,20 @@ JobLine parse_a1111_line(const std::string& text, const std::string& label, int 
       {"do_not_save_samples", "not used"},
       {"do_not_save_grid", "not used"},
       {"sampler_index", "use --sampler_name"}};
+  std::vector<std::string> args;
+  std::string why_not;
+  try {
+    args = shell_split(text);
+    why_not = not_an_option_line(args, ignored);
+  } catch (const std::invalid_argument& e) {
+    why_not = e.what();
+  }
+  if (!why_not.empty()) {
+    j.params.image.prompt = text;
+    j.warnings.push_back("not an option line (" + why_not +
+                         "): the whole line is the prompt, as in A1111's prompts_from_file");
+    return j;
+  }
   std::set<std::string> set_here;
   int n_iter = 1, batch_size = 1;
   bool count_given = false;
@@ -95,21 +134,15 @@ JobLine parse_a1111_line(const std::string& text, const std::string& label, int 
         try {
           s.set_a1111(j.params, option, value);
         } catch (const std::invalid_argument& e) {
-          fail(label, line, option + " " + e.what());
+          fail(label, line, "--" + option + " " + e.what());
         }
         set_here.insert(s.name);
-        return true;
+        return;
       }
     }
-    return false;
   };
-  size_t pos = 0;
-  while (pos < args.size()) {
-    const std::string& arg = args[pos];
-    if (arg.rfind("--", 0) != 0)
-      fail(label, line, "expected an option starting with \"--\", got '" + arg + "'");
-    if (pos + 1 >= args.size()) fail(label, line, "missing value for " + arg);
-    const std::string tag = arg.substr(2);
+  for (size_t pos = 0; pos < args.size();) {
+    const std::string tag = args[pos].substr(2);
     if (tag == "prompt" || tag == "negative_prompt") {
       std::string value = args[++pos];
       ++pos;
@@ -124,18 +157,24 @@ JobLine parse_a1111_line(const std::string& text, const std::string& label, int 
       try {
         param_spec("batch_count").set_text(count, val);
       } catch (const std::invalid_argument& e) {
-        fail(label, line, tag + " " + e.what());
+        fail(label, line, "--" + tag + " " + e.what());
       }
       (tag == "n_iter" ? n_iter : batch_size) = count.batch_count;
       count_given = true;
     } else if (auto it = ignored.find(tag); it != ignored.end()) {
       j.warnings.push_back("--" + tag + " ignored (" + it->second + ")");
-    } else if (!set(tag, val)) {
-      fail(label, line, "unknown option --" + tag);
+    } else {
+      set(tag, val);
     }
     pos += 2;
   }
-  if (count_given) j.params.batch_count = n_iter * batch_size;
+  if (count_given) {
+    if (static_cast<int64_t>(n_iter) * batch_size > 1000000)
+      fail(label, line,
+           "--n_iter x --batch_size is " + std::to_string(int64_t(n_iter) * batch_size) +
+               " images; at most 1000000 per line");
+    j.params.batch_count = n_iter * batch_size;
+  }
   note_sampler_level(j.params, set_here);
   return j;
 }
@@ -205,6 +244,9 @@ std::vector<JobLine> parse_prompt_file(std::istream& in, PromptFormat format,
     if (line == 1 && raw.rfind("\xEF\xBB\xBF", 0) == 0) raw.erase(0, 3);  // UTF-8 BOM
     const std::string text = trim(raw);
     if (text.empty()) continue;
+    // (a binary file given by mistake; no prompt, path or JSON string holds one)
+    if (text.find('\0') != std::string::npos)
+      fail(label, line, "holds a NUL byte: is this a text file of prompts?");
     switch (format) {
       case PromptFormat::Jsonl:
         jobs.push_back(parse_jsonl_line(text, label, line, defaults));

@@ -114,13 +114,23 @@ ModelInfo inspect_model(const LoadOptions& o) {
     try {
       overrides = nlohmann::json::parse(in);
     } catch (const std::exception& e) {
-      throw CheckpointError(config_path + ": not valid JSON (" + e.what() + ")");
+      std::string what = e.what();  // without nlohmann's "[json.exception.parse_error.101] "
+      if (what.rfind("[json.exception.", 0) == 0 && what.find("] ") != std::string::npos)
+        what = what.substr(what.find("] ") + 2);
+      throw CheckpointError(config_path + ": not valid JSON (" + what + ")");
     }
     info.notes.push_back("model config from " + config_path);
   }
   info.family = &detect_family(info.source);
-  info.config = info.family->infer_config(info.source, config_path.empty() ? nullptr : &overrides,
-                                          &info.notes);
+  try {
+    info.config = info.family->infer_config(info.source, config_path.empty() ? nullptr : &overrides,
+                                            &info.notes);
+    validate_config(info.config);
+  } catch (const std::invalid_argument& e) {
+    if (config_path.empty()) throw CheckpointError(o.model_path + ": " + e.what());
+    throw CheckpointError(config_path + ": " + e.what() + " (the model config JSON of " +
+                          o.model_path + "; fix the value or remove the key)");
+  }
   if (!o.vae_path.empty()) {
     info.vae = inspect_vae(o.vae_path);
     // the shapes of the file; the scale factor and norm groups of the model (its config JSON)

@@ -19,6 +19,14 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 #endif
 }
 
+bool attention_is_quadratic() {
+#if TORCH_VERSION_MAJOR >= 2
+  return false;
+#else
+  return true;
+#endif
+}
+
 torch::Tensor split_heads(const torch::Tensor& x, int64_t heads) {
   const auto b = x.size(0), n = x.size(1), c = x.size(2);
   return x.view({b, n, heads, c / heads}).transpose(1, 2);

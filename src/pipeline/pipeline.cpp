@@ -169,6 +169,18 @@ std::vector<Image> Pipeline::generate_batch(const std::vector<GenerationParams>&
                          p.sampler_options, events.step);
   }
 
+  // A NaN or infinity in the latent would decode to a black or noisy image: never written.
+  if (!torch::isfinite(latent).all().item<bool>())
+    throw std::runtime_error(
+        std::string("the sampler produced NaN or infinite values in the latent (") +
+        c10::toString(latent.scalar_type()) + " on " + device_.str() + ")" +
+        (dtype_ == torch::kHalf
+             ? "; float16 overflows in some models' UNets: try --dtype bf16 or fp32"
+         : p.cfg_scale > 50 ? "; the guidance scale " + format_number(p.cfg_scale) +
+                                  " is far beyond what models tolerate (usually 1 to 30)"
+                            : std::string("; the model weights may be broken")) +
+        "; no image written");
+
   // 4. decode
   auto pixels = decode_latent(latent, events);  // [B, H, W, 3]
   std::vector<Image> out(n);

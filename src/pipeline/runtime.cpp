@@ -2,12 +2,20 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <regex>
 #include <stdexcept>
 #include <thread>
 
 #include <ATen/Parallel.h>
+
+#ifdef SDGEN_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
 
 namespace sdgen {
 
@@ -43,6 +51,46 @@ torch::ScalarType parse_compute_dtype(const std::string& name, const torch::Devi
   throw std::invalid_argument("dtype must be fp32, fp16 or bf16, not '" + s + "'");
 }
 
+namespace {
+
+// A number from a one-line file ("max" and unreadable files: 0).
+double read_number(const std::string& path) {
+  std::ifstream in(path);
+  std::string s;
+  if (!(in >> s) || s == "max") return 0;
+  return std::strtod(s.c_str(), nullptr);
+}
+
+}  // namespace
+
+double available_memory_bytes(const torch::Device& device) {
+  if (device.is_cuda()) {
+#ifdef SDGEN_TORCH_CUDA
+    size_t free = 0, total = 0;
+    c10::cuda::CUDAGuard guard(device);
+    if (cudaMemGetInfo(&free, &total) == cudaSuccess) return static_cast<double>(free);
+#endif
+    return 0;
+  }
+  double available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit)
+    if (key == "MemAvailable:") available = kb * 1024;
+  // a container's limit (cgroup v2, else v1) minus what the group already uses
+  double limit = read_number("/sys/fs/cgroup/memory.max");
+  double used = read_number("/sys/fs/cgroup/memory.current");
+  if (limit <= 0) {
+    limit = read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    used = read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
+  }
+  if (limit > 0 && limit < 1e18 && (available <= 0 || limit - used < available))
+    available = std::max(0.0, limit - used);
+  return available;
+}
+
 const char* compute_dtype_name(torch::ScalarType dtype) {
   return dtype == torch::kHalf ? "fp16" : dtype == torch::kBFloat16 ? "bf16" : "fp32";
 }
@@ -58,13 +106,22 @@ int available_cpu_cores() {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
-int configure_cpu_threads(int requested) {
+int configure_cpu_threads(int requested, const std::function<void(const std::string&)>& warn) {
+  const int cores = available_cpu_cores();
+  std::string source = "--threads " + std::to_string(requested);
   if (requested <= 0) {
+    // the user's OMP_NUM_THREADS stands, within reason: libgomp crashes creating tens of
+    // thousands of threads, and more threads than cores only slow OpenMP down
     const char* env = std::getenv("OMP_NUM_THREADS");
-    if (env && std::atoi(env) > 0)
-      requested = std::atoi(env);
-    else
-      requested = available_cpu_cores();
+    const long n = env ? std::strtol(env, nullptr, 10) : 0;
+    requested = n > 0 ? static_cast<int>(std::min<long>(n, 1 << 20)) : cores;
+    source = "OMP_NUM_THREADS=" + std::string(env ? env : "");
+  }
+  if (requested > cores) {
+    if (warn)
+      warn(source + " is more than the " + std::to_string(cores) +
+           " cores this process may run on; using " + std::to_string(cores));
+    requested = cores;
   }
   if (at::get_num_threads() != requested) at::set_num_threads(requested);
   return at::get_num_threads();

@@ -300,14 +300,19 @@ std::unique_ptr<ClipTokenizer> ClipTokenizer::from_path(const std::string& path)
     return tok;
   }
   std::string data = read_file(path);
-  const std::string label = "'" + path + "'";
-  if (data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1F &&
-      static_cast<unsigned char>(data[1]) == 0x8B) {
-    data = gunzip(data, label);
-  } else if (!data.empty() && data[0] == '{') {
+  if (!data.empty() && data[0] == '{') {
     tok->load_vocab_json(path, (p.parent_path() / "merges.txt").string());
     return tok;
   }
+  return from_merges_bytes(std::move(data), "'" + path + "'");
+}
+
+std::unique_ptr<ClipTokenizer> ClipTokenizer::from_merges_bytes(std::string data,
+                                                                const std::string& label) {
+  if (data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1F &&
+      static_cast<unsigned char>(data[1]) == 0x8B)
+    data = gunzip(data, label);
+  std::unique_ptr<ClipTokenizer> tok(new ClipTokenizer());
   tok->load_merges_text(data, label);
   return tok;
 }

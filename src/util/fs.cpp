@@ -1,6 +1,8 @@
 // File helpers: atomic writes (temporary file + fsync + rename/link), whole-file reads, mkdir -p.
 #include "sdgen/util/fs.h"
 
+#include <sys/file.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -16,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "sdgen/util/temporaries.h"
+
 namespace sdgen {
 namespace {
 
@@ -26,23 +30,6 @@ namespace fs = std::filesystem;
 bool is_folder(const fs::path& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-// A name for the temporary file: ".<basename>.tmp-<pid>-<random>", in the target's folder.
-std::string temp_name(const std::string& dir, const std::string& base) {
-  static std::atomic<uint64_t> counter{0};
-  static const uint64_t seed = [] {
-    std::random_device rd;
-    return (uint64_t(rd()) << 32) ^ rd();
-  }();
-  std::mt19937_64 rng(seed ^ (counter.fetch_add(1) * 0x9e3779b97f4a7c15ULL));
-  char suffix[64];
-  std::snprintf(suffix, sizeof(suffix), ".tmp-%ld-%016llx", long(::getpid()),
-                static_cast<unsigned long long>(rng()));
-  // Keep the name within NAME_MAX (255) however long the target's name is.
-  std::string stem = base.size() > 200 ? base.substr(0, 200) : base;
-  std::string prefix = dir == "/" ? "/" : dir + "/";
-  return prefix + "." + stem + suffix;
 }
 
 // Best effort: makes the new directory entry durable. Some file systems refuse fsync on a
@@ -126,10 +113,12 @@ void write_file_atomic(const std::string& path,
   std::string tmp;
   int fd = -1;
   for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
-    tmp = temp_name(dir, base);
+    tmp = temporary_name(dir, base);
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno != EEXIST) break;
   }
+  // Held until the file is in place: a later run's clean-up leaves a locked temporary alone.
+  if (fd >= 0) ::flock(fd, LOCK_EX);
   if (fd < 0) {
     const int err = errno;
     throw std::runtime_error("cannot write " + path + ": cannot create a temporary file in " + dir +
@@ -159,20 +148,20 @@ void write_file_atomic(const std::string& path,
   while (::fsync(fd) != 0) {
     if (errno != EINTR) fail("fsync failed", errno);
   }
-  const int close_rc = ::close(fd);
-  fd = -1;
-  if (close_rc != 0 && errno != EINTR) fail("close failed", errno);
-
   if (overwrite) {
     if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed", errno);
   } else {
     const int err = install_noreplace(tmp, path);
     if (err == EEXIST) {
+      ::close(fd);
       ::unlink(tmp.c_str());
       throw FileExistsError(path + " exists; pass --overwrite to replace it");
     }
     if (err != 0) fail("cannot create the file", err);
   }
+  const int close_rc = ::close(fd);  // (releases the lock)
+  fd = -1;
+  if (close_rc != 0 && errno != EINTR) fail("close failed", errno);
   fsync_dir(dir);
 }
 

@@ -1,27 +1,13 @@
 #include "sdgen/util/gzip.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-// The one translation unit that compiles stb_image (PNG decoder + its zlib inflater).
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_PNG
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#endif
-#include <stb_image.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+#include "sdgen/util/inflate.h"
 
 namespace sdgen {
 namespace {
@@ -58,70 +44,74 @@ uint32_t gzip_crc32(const void* data, size_t size, uint32_t crc) {
 }
 
 std::string gunzip(const std::string& data, const std::string& label) {
+  constexpr size_t kMaxOutput = size_t(1) << 30;
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   const size_t n = data.size();
   const std::string hint = " (the file is damaged or incomplete; download it again)";
-  // header: ID1 ID2 CM FLG MTIME(4) XFL OS, then the optional fields, then deflate data,
-  // then the trailer CRC32(4) ISIZE(4)
   if (n < 2 || p[0] != 0x1F || p[1] != 0x8B) fail(label, "not a gzip file (bad magic bytes)");
-  if (n < 18) fail(label, "too short for a gzip file (" + std::to_string(n) + " bytes)" + hint);
-  if (p[2] != 8) {
-    fail(label, "unsupported compression method " + std::to_string(p[2]) + " (only deflate)");
-  }
-  const unsigned char flags = p[3];
-  if (flags & 0xE0) fail(label, "reserved header flag bits are set" + hint);
-  size_t pos = 10;
-  const size_t body_end = n - 8;  // start of the trailer
-  if (flags & kFextra) {
-    if (pos + 2 > body_end) fail(label, "truncated FEXTRA field" + hint);
-    const size_t xlen = size_t(p[pos]) | size_t(p[pos + 1]) << 8;
-    pos += 2;
-    if (pos + xlen > body_end) fail(label, "truncated FEXTRA field" + hint);
-    pos += xlen;
-  }
-  for (unsigned char flag : {kFname, kFcomment}) {
-    if (!(flags & flag)) continue;
-    while (pos < body_end && p[pos] != 0) ++pos;
-    if (pos >= body_end) {
-      fail(label, std::string("unterminated ") + (flag == kFname ? "FNAME" : "FCOMMENT") +
-                      " field" + hint);
+  std::string result;
+  size_t pos = 0;
+  // One or more members (RFC 1952 2.2), each: header ID1 ID2 CM FLG MTIME(4) XFL OS, the
+  // optional fields, deflate data, then the trailer CRC32(4) ISIZE(4).
+  for (int member = 1; pos < n; ++member) {
+    const std::string which = member == 1 ? "" : " (member " + std::to_string(member) + ")";
+    // gzip ignores zero padding after the last member (tape blocks)
+    if (member > 1 && std::all_of(p + pos, p + n, [](unsigned char c) { return c == 0; })) break;
+    if (n - pos < 18)
+      fail(label, "too short for a gzip member" + which + " (" + std::to_string(n - pos) +
+                      " bytes)" + hint);
+    const unsigned char* m = p + pos;
+    if (m[0] != 0x1F || m[1] != 0x8B) fail(label, "bad magic bytes" + which + hint);
+    if (m[2] != 8)
+      fail(label, "unsupported compression method " + std::to_string(m[2]) + " (only deflate)");
+    const unsigned char flags = m[3];
+    if (flags & 0xE0) fail(label, "reserved header flag bits are set" + which + hint);
+    size_t at = pos + 10;
+    if (flags & kFextra) {
+      if (at + 2 > n) fail(label, "truncated FEXTRA field" + hint);
+      const size_t xlen = size_t(p[at]) | size_t(p[at + 1]) << 8;
+      at += 2;
+      if (at + xlen > n) fail(label, "truncated FEXTRA field" + hint);
+      at += xlen;
     }
-    ++pos;  // the terminating zero
-  }
-  if (flags & kFhcrc) {
-    if (pos + 2 > body_end) fail(label, "truncated header CRC" + hint);
-    const uint32_t want = uint32_t(p[pos]) | uint32_t(p[pos + 1]) << 8;
-    const uint32_t got = gzip_crc32(p, pos) & 0xFFFF;
-    if (want != got) fail(label, "header CRC mismatch" + hint);
-    pos += 2;
-  }
-  const size_t deflate_len = body_end - pos;
-  if (deflate_len > size_t(INT_MAX)) fail(label, "compressed data too large (over 2 GiB)");
-
-  int out_len = 0;
-  char* out = stbi_zlib_decode_noheader_malloc(reinterpret_cast<const char*>(p + pos),
-                                               static_cast<int>(deflate_len), &out_len);
-  if (!out) {
-    const char* why = stbi_failure_reason();
-    fail(label,
-         std::string("corrupt deflate data (") + (why ? why : "inflate failed") + ")" + hint);
-  }
-  std::string result(out, out + (out_len > 0 ? out_len : 0));
-  std::free(out);
-
-  const uint32_t want_crc = le32(p + body_end);
-  const uint32_t want_size = le32(p + body_end + 4);
-  if (static_cast<uint32_t>(result.size()) != want_size) {
-    fail(label, "length mismatch: the trailer says " + std::to_string(want_size) +
-                    " bytes, the data inflates to " + std::to_string(result.size()) + hint +
-                    "; only single-member gzip files are supported");
-  }
-  const uint32_t got_crc = gzip_crc32(result.data(), result.size());
-  if (got_crc != want_crc) {
-    std::ostringstream os;
-    os << std::hex << "CRC-32 mismatch: the trailer says 0x" << want_crc << ", the data has 0x"
-       << got_crc;
-    fail(label, os.str() + hint);
+    for (unsigned char flag : {kFname, kFcomment}) {
+      if (!(flags & flag)) continue;
+      while (at < n && p[at] != 0) ++at;
+      if (at >= n)
+        fail(label, std::string("unterminated ") + (flag == kFname ? "FNAME" : "FCOMMENT") +
+                        " field" + hint);
+      ++at;  // the terminating zero
+    }
+    if (flags & kFhcrc) {
+      if (at + 2 > n) fail(label, "truncated header CRC" + hint);
+      const uint32_t want = uint32_t(p[at]) | uint32_t(p[at + 1]) << 8;
+      if (want != (gzip_crc32(m, at - pos) & 0xFFFF)) fail(label, "header CRC mismatch" + hint);
+      at += 2;
+    }
+    size_t used = 0;
+    std::string out;
+    try {
+      // (a vocabulary is megabytes; a "gzip bomb" stops at the limit instead of taking the
+      // machine's memory)
+      out = inflate_raw(p + at, n - at, &used, kMaxOutput - result.size());
+    } catch (const InflateError& e) {
+      fail(label, std::string("corrupt deflate data") + which + " (" + e.what() + ")" + hint);
+    }
+    at += used;
+    if (at + 8 > n) fail(label, "the trailer (CRC-32 and length) is missing" + which + hint);
+    const uint32_t want_crc = le32(p + at), want_size = le32(p + at + 4);
+    if (static_cast<uint32_t>(out.size()) != want_size)
+      fail(label, "length mismatch" + which + ": the trailer says " + std::to_string(want_size) +
+                      " bytes, the data inflates to " + std::to_string(out.size()) + hint);
+    const uint32_t got_crc = gzip_crc32(out.data(), out.size());
+    if (got_crc != want_crc) {
+      std::ostringstream os;
+      os << std::hex << "CRC-32 mismatch" << which << ": the trailer says 0x" << want_crc
+         << ", the data has 0x" << got_crc;
+      fail(label, os.str() + hint);
+    }
+    result += out;
+    pos = at + 8;
   }
   return result;
 }

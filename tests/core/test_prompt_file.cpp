@@ -111,15 +111,63 @@ TEST(PromptFile, A1111OptionLines) {
   EXPECT_THAT(jobs[2].warnings[0], HasSubstr("--tiling ignored"));
 }
 
-TEST(PromptFile, A1111ErrorsNameTheLine) {
-  EXPECT_THAT(error_of("ok\n--prompt x --colour red\n", PromptFormat::A1111),
-              HasSubstr("p.txt:2: unknown option --colour"));
-  EXPECT_THAT(error_of("--prompt \"unterminated\n", PromptFormat::A1111),
-              HasSubstr("p.txt:1: no closing quotation"));
-  EXPECT_THAT(error_of("--steps\n", PromptFormat::A1111),
-              HasSubstr("p.txt:1: missing value for --steps"));
-  EXPECT_THAT(error_of("--steps many\n", PromptFormat::A1111),
-              HasSubstr("p.txt:1: steps must be a whole number, got 'many'"));
+TEST(PromptFile, A1111LinesThatAreNotOptionLinesArePrompts) {
+  // As A1111's prompts_from_file: a line its cmdargs() cannot read as options (an unknown
+  // option, no value after one, a word without "--", unbalanced quotes) is the prompt, whole,
+  // and the reason is logged with the line.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--prompt x --colour red", "unknown option --colour"},
+      {"--prompt \"unterminated", "no closing quotation"},
+      {"--steps", "no value after --steps"},
+      {"--prompt a cat --tiling", "no value after --tiling"},
+      {"--steps 20 cat", "'cat' does not start with \"--\""}};
+  for (const auto& [line, why] : cases) {
+    auto jobs = parse("ok\n" + line + "\n", PromptFormat::A1111);
+    ASSERT_EQ(jobs.size(), 2u) << line;
+    EXPECT_EQ(jobs[1].params.image.prompt, line);
+    EXPECT_EQ(jobs[1].params.image.steps, JobParams().image.steps) << line;
+    ASSERT_EQ(jobs[1].warnings.size(), 1u) << line;
+    EXPECT_THAT(jobs[1].warnings[0], HasSubstr("not an option line (" + why)) << line;
+  }
+  // A1111's boolean options take a value ("true" or anything else); sdgen has no tiling
+  auto jobs = parse("--prompt a cat --tiling true --steps 7\n", PromptFormat::A1111);
+  EXPECT_EQ(jobs[0].params.image.prompt, "a cat");
+  EXPECT_EQ(jobs[0].params.image.steps, 7);
+  ASSERT_EQ(jobs[0].warnings.size(), 1u);
+  EXPECT_THAT(jobs[0].warnings[0], HasSubstr("--tiling ignored"));
+}
+
+TEST(PromptFile, A1111ValueErrorsNameTheLine) {
+  // (A1111 would draw the line's text as a prompt; a typo in a value is caught here instead)
+  EXPECT_THAT(error_of("ok\n--steps many\n", PromptFormat::A1111),
+              HasSubstr("p.txt:2: --steps must be a whole number, got 'many'"));
+  EXPECT_THAT(error_of("--prompt x --seed 18446744073709551616\n", PromptFormat::A1111),
+              HasSubstr("p.txt:1: --seed must be -1 (random) or a whole number from 0 to "
+                        "18446744073709551615"));
+  EXPECT_THAT(error_of("--prompt x --cfg_scale nan\n", PromptFormat::A1111),
+              HasSubstr("p.txt:1: --cfg_scale must be a number, got 'nan'"));
+  EXPECT_THAT(error_of("--prompt x --n_iter 1000000 --batch_size 1000000\n", PromptFormat::A1111),
+              HasSubstr("p.txt:1: --n_iter x --batch_size is 1000000000000 images"));
+  // the seed range is the command line's: all of 64 bits
+  auto jobs = parse("--prompt x --seed 18446744073709551615\n", PromptFormat::A1111);
+  EXPECT_EQ(jobs[0].params.image.seed, 18446744073709551615ULL);
+}
+
+TEST(PromptFile, JsonlNumbersAndNullsGetPlainMessages) {
+  EXPECT_EQ(error_of("{\"prompt\": \"a\", \"cfg_scale\": 1e400}\n", PromptFormat::Jsonl),
+            "p.txt:1: not valid JSON: number overflow parsing '1e400'; numbers must fit in a "
+            "64-bit float");
+  EXPECT_EQ(error_of("{\"prompt\": \"a\", \"cfg_scale\": null}\n", PromptFormat::Jsonl),
+            "p.txt:1: 'cfg_scale' must be a number, got null");
+  EXPECT_EQ(error_of("{\"prompt\": \"a\", \"steps\": \"20\"}\n", PromptFormat::Jsonl),
+            "p.txt:1: 'steps' must be an integer, got string \"20\"");
+  EXPECT_THAT(error_of("{\"prompt\": \"a\\u0000b\"}\n", PromptFormat::Jsonl),
+              HasSubstr("p.txt:1: prompt must not contain a NUL byte"));
+  EXPECT_THAT(
+      error_of("{\"prompt\": \"a\", \"seed\": 18446744073709551616}\n", PromptFormat::Jsonl),
+      HasSubstr("p.txt:1: 'seed' must be an integer"));
+  auto jobs = parse("{\"prompt\": \"a\", \"seed\": 18446744073709551615}\n", PromptFormat::Jsonl);
+  EXPECT_EQ(jobs[0].params.image.seed, 18446744073709551615ULL);
 }
 
 TEST(PromptFile, ShellSplitFollowsShlex) {
@@ -203,6 +251,25 @@ TEST(Shards, FromSlurmEnvironment) {
   EXPECT_EQ(s.count, 3u);
   env = {{"SLURM_ARRAY_TASK_ID", "1"}};
   EXPECT_THROW(shard_from_environment(get), std::invalid_argument);
+  auto message = [&] {
+    try {
+      shard_from_environment(get);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  env = {
+      {"SLURM_ARRAY_TASK_ID", "5"}, {"SLURM_ARRAY_TASK_MIN", "7"}, {"SLURM_ARRAY_TASK_MAX", "3"}};
+  EXPECT_EQ(message(),
+            "SLURM_ARRAY_TASK_MIN (7) is above SLURM_ARRAY_TASK_MAX (3): not a Slurm array; pass "
+            "--shard K/N");
+  env = {{"SLURM_ARRAY_TASK_ID", "99999999999999999999999"}, {"SLURM_ARRAY_TASK_COUNT", "3"}};
+  EXPECT_EQ(
+      message(),
+      "SLURM_ARRAY_TASK_ID is '99999999999999999999999', not a task number; pass --shard K/N");
+  env = {{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "x"}};
+  EXPECT_EQ(message(), "SLURM_ARRAY_TASK_COUNT is 'x', not a task number; pass --shard K/N");
 }
 
 }  // namespace

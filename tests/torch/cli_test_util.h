@@ -1,6 +1,7 @@
 // Running the sdgen binary from tests: arguments, optional stdin, captured stdout and stderr.
 #pragma once
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,9 +52,11 @@ class SdgenProcess {
     }
   }
   void kill(int sig) { ::kill(pid_, sig); }
-  RunResult wait() {
+  // `usage` (optional): the process' resource use, peak memory (ru_maxrss, KiB) included.
+  RunResult wait(struct rusage* usage = nullptr) {
     int status = 0;
-    ::waitpid(pid_, &status, 0);
+    struct rusage ignored {};
+    ::wait4(pid_, &status, 0, usage ? usage : &ignored);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir_ / "stdout.txt"),
             slurp(dir_ / "stderr.txt")};
   }

@@ -13,6 +13,7 @@
 #include "sdgen/io/png.h"
 #include "sdgen/pipeline/pipeline.h"
 #include "sdgen/text/clip_tokenizer.h"
+#include "sdgen/util/temporaries.h"
 #include "torch_test_util.h"
 
 namespace sdgen::test {
@@ -81,7 +82,7 @@ class BatchCli : public ::testing::Test {
     for (const auto& e : fs::recursive_directory_iterator(root)) {
       if (!e.is_regular_file()) continue;
       const auto name = e.path().filename().string();
-      if (name.find(".tmp-") != std::string::npos) {
+      if (parse_temporary_name(name, nullptr)) {
         EXPECT_TRUE(allow_temporaries) << "stray temporary " << e.path();
         continue;
       }
@@ -198,9 +199,11 @@ TEST_F(BatchCli, BadLineFailsBeforeAnyWork) {
 }
 
 TEST_F(BatchCli, SomeFailedJobsGiveExitOneAndTheRestAreWritten) {
+  // a guidance scale of 1e30 drives the latent to inf/NaN: that image fails (never written as
+  // a black image), the others are made
   const auto file = write("p.jsonl",
-                          "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"output\": "
-                          "\"/proc/sdgen-cannot-write-here/b.png\"}\n{\"prompt\": \"c\"}\n");
+                          "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"cfg_scale\": 1e30}\n"
+                          "{\"prompt\": \"c\"}\n");
   auto r = run_sdgen(
       args({"--prompt-file", file, "--seed", "1", "--json", "-o", (dir / "{index}.png").string()}),
       dir);
@@ -209,75 +212,12 @@ TEST_F(BatchCli, SomeFailedJobsGiveExitOneAndTheRestAreWritten) {
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0]["status"], "written");
   EXPECT_EQ(lines[1]["status"], "failed");
-  EXPECT_NE(lines[1]["error"].get<std::string>().find("/proc/sdgen-cannot-write-here"),
-            std::string::npos);
+  EXPECT_EQ(lines[1]["error"].get<std::string>(),
+            "the sampler produced NaN or infinite values in the latent (Float on cpu); the "
+            "guidance scale 1e+30 is far beyond what models tolerate (usually 1 to 30); no image "
+            "written");
   EXPECT_EQ(lines[2]["status"], "written");
-  EXPECT_EQ(check_tree(dir).size(), 2u);
-}
-
-// A batch long enough to be interrupted: 6 images of 25 steps.
-std::vector<std::string> long_run(const fs::path& dir, const std::string& file) {
-  return {"--model",
-          ref("tiny-sd1.safetensors"),
-          "--prompt-file",
-          file,
-          "--size",
-          "64x64",
-          "--steps",
-          "25",
-          "--device",
-          "cpu",
-          "--seed",
-          "11",
-          "--batch-count",
-          "3",
-          "--json",
-          "-o",
-          (dir / "out" / "{index:02}.png").string()};
-}
-
-bool wait_for_first_image(const fs::path& out) {
-  for (int i = 0; i < 600; ++i) {
-    if (fs::exists(out / "00.png")) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-TEST_F(BatchCli, KilledMidBatchThenRerunFinishesIt) {
-  const auto file = write("p.txt", "a red fox\na lighthouse at dusk\n");
-  SdgenProcess first(long_run(dir, file), dir);
-  ASSERT_TRUE(wait_for_first_image(dir / "out"));
-  first.kill(SIGKILL);
-  first.wait();
-  // whatever exists is whole; a temporary file of the killed write may be left
-  const auto before = check_tree(dir / "out", /*allow_temporaries=*/true);
-  ASSERT_GE(before.size(), 1u);
-  ASSERT_LT(before.size(), 6u) << "the run finished before it was killed";
-
-  auto r = run_sdgen(long_run(dir, file), dir);
-  ASSERT_EQ(r.status, 0) << r.err;
-  auto lines = json_lines(r.out);
-  ASSERT_EQ(lines.size(), 6u);
-  size_t skipped = 0;
-  for (const auto& j : lines) skipped += j["status"] == "skipped";
-  EXPECT_EQ(skipped, before.size());
-  EXPECT_EQ(check_tree(dir / "out").size(), 6u);
-}
-
-TEST_F(BatchCli, SigintLeavesWholeFilesAndExits130) {
-  const auto file = write("p.txt", "a red fox\na lighthouse at dusk\n");
-  SdgenProcess first(long_run(dir, file), dir);
-  ASSERT_TRUE(wait_for_first_image(dir / "out"));
-  first.kill(SIGINT);
-  auto r = first.wait();
-  EXPECT_EQ(r.status, 130) << r.err;
-  EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
-  const auto before = check_tree(dir / "out");
-  EXPECT_LT(before.size(), 6u);
-  r = run_sdgen(long_run(dir, file), dir);
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(check_tree(dir / "out").size(), 6u);
+  EXPECT_EQ(check_tree(dir), (std::set<std::string>{"0.png", "2.png"}));
 }
 
 TEST_F(BatchCli, ShardsPartitionTheRunIntoTheSameImages) {

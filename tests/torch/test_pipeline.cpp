@@ -198,8 +198,18 @@ TEST_F(Binary, NeverReplacesAnExistingFileWithoutOverwrite) {
       << r.err;
   auto kept = read_file_bytes(out);
   EXPECT_EQ(std::string(kept.begin(), kept.end()), "keep");
+  // --overwrite replaces PNGs only: any other file is the user's, an error before loading
   auto args = base_args(out);
   args.push_back("--overwrite");
+  r = run_sdgen(args, dir);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find(out + " exists and is not a PNG image; --overwrite replaces only PNG"),
+            std::string::npos)
+      << r.err;
+  kept = read_file_bytes(out);
+  EXPECT_EQ(std::string(kept.begin(), kept.end()), "keep");
+  const std::string old_png = "\x89PNG\r\n\x1a\nold";
+  write_file_atomic(out, old_png.data(), old_png.size(), true);
   EXPECT_EQ(run_sdgen(args, dir).status, 0);
   EXPECT_GT(read_file_bytes(out).size(), 100u);
 }

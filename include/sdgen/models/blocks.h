@@ -13,6 +13,10 @@ namespace sdgen {
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         bool causal = false);
 
+// Whether attention() stores the [B, H, Nq, Nk] scores (the plain math of libtorch < 2.0), so
+// that its memory grows with the square of the tokens (models/memory.h).
+bool attention_is_quadratic();
+
 // [B, N, H*D] -> [B, H, N, D]
 torch::Tensor split_heads(const torch::Tensor& x, int64_t heads);
 // [B, H, N, D] -> [B, N, H*D]

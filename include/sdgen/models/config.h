@@ -107,6 +107,13 @@ void to_json(nlohmann::json& j, const ModelConfig& c);
 // inferred from tensor shapes. Accepts sdgen's own names and those of the reference JSON files
 // ({"unet": {"num_heads": ...}, "text_encoder": {"heads": ...}, "vae": {"ddconfig": ...}}) and
 // diffusers' scheduler keys ({"scheduler": {"prediction_type", "beta_start", ...}}).
+// Throws std::invalid_argument naming the key when `j` is not an object, or a key holds a
+// value of the wrong type (text is taken as a description and skipped).
 void apply_json(const nlohmann::json& j, ModelConfig& c);
+
+// Throws std::invalid_argument naming the field, what it must be and what it is, when `c` is
+// not a working model: sizes below 1, head counts that do not divide the widths, a
+// non-positive layer_norm_eps, an unknown activation or schedule.
+void validate_config(const ModelConfig& c);
 
 }  // namespace sdgen

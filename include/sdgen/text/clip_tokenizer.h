@@ -18,6 +18,10 @@ class ClipTokenizer : public Tokenizer {
   // vocab.json (merges.txt beside it); or a folder holding either (diffusers tokenizer/ folder
   // included). Throws std::runtime_error naming the file and what is wrong.
   static std::unique_ptr<ClipTokenizer> from_path(const std::string& path);
+  // A merges file's bytes (gzip or plain text, as bpe_simple_vocab_16e6.txt[.gz]); `label`
+  // names it in errors.
+  static std::unique_ptr<ClipTokenizer> from_merges_bytes(std::string data,
+                                                          const std::string& label);
 
   std::vector<int64_t> encode(const std::string& text) const override;
   int64_t bos_id() const override { return bos_; }

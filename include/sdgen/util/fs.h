@@ -19,9 +19,9 @@ void make_parent_dirs(const std::string& path);
 // a folder ("models/tiny-sd1/" -> "tiny-sd1"): what the webuis show as a model's name.
 std::string file_stem(const std::string& path);
 
-// Writes `data` to `path` atomically: a temporary file ".<name>.tmp-<pid>-<random>" in the same
-// folder, fsync, then rename. When `overwrite` is false and `path` exists, throws
-// FileExistsError and leaves the existing file untouched (also when the file appears
+// Writes `data` to `path` atomically: a temporary file in the same folder (temporaries.h: named
+// for its owner, locked while written), fsync, then rename. When `overwrite` is false and `path`
+// exists, throws FileExistsError and leaves the existing file untouched (also when the file appears
 // concurrently). On any failure the temporary file is removed and std::runtime_error names the
 // path. Missing parent folders are not created here (make_parent_dirs).
 class FileExistsError : public std::runtime_error {
