@@ -12,7 +12,8 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] ||
-  targets=(safetensors prompt_file prompt_parser output_template gzip_vocab config_json png_text)
+  targets=(safetensors prompt_file prompt_parser output_template gzip_vocab config_json png_text
+    image)
 build=${SDGEN_FUZZ_BUILD_DIR:-build-fuzz}
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSDGEN_FUZZ=ON \

@@ -13,10 +13,12 @@ status=0
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ctest --test-dir "$build" --output-on-failure -j"$(nproc)" ||
   status=1
 # The conformance runner needs Debian's numpy and Pillow: use Debian's python3. The folders of
-# the features that have landed: text-to-image (cases.json) and SDXL.
+# the features that have landed: text-to-image (cases.json), SDXL, img2img / inpainting / the
+# hires fix, and LoRA / embeddings / diffusers folders.
 if [[ -d ../shared/conformance ]]; then
   /usr/bin/python3 ../shared/conformance/run.py "$build/sdgen" \
-    --cases ../shared/conformance/cases.json --cases ../shared/conformance/sdxl/cases.json ||
+    --cases ../shared/conformance/cases.json --cases ../shared/conformance/sdxl/cases.json \
+    --cases ../shared/conformance/img2img/cases.json --cases ../shared/conformance/lora/cases.json ||
     status=1
 else
   echo "test: ../shared/conformance not found; conformance cases skipped" >&2

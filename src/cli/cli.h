@@ -14,7 +14,8 @@
 
 namespace sdgen {
 class Tokenizer;
-}
+class EmbeddingDatabase;
+}  // namespace sdgen
 
 namespace sdgen::cli {
 
@@ -31,8 +32,11 @@ struct CliOptions {
   int batch_size = 1;
   int threads = 0;  // CPU threads (0: OMP_NUM_THREADS, else every core)
   bool overwrite = false, quiet = false, json = false, list_samplers = false;
-  bool allow_any_output = false;     // prompt-file outputs outside the -o template's folder
-  LoadOptions load_options() const;  // model, vae, config and --prediction (not the device)
+  bool allow_any_output = false;            // prompt-file outputs outside the -o template's folder
+  bool vae_tiling = false;                  // --vae-tiling: always tile (else when memory is short)
+  std::vector<std::string> lora_dirs;       // --lora-dir, in order
+  std::vector<std::string> embedding_dirs;  // --embedding-dir, in order
+  LoadOptions load_options() const;         // model, vae, config and --prediction (not the device)
 };
 
 // Up to this many images a run checks every output before the model loads (names distinct,
@@ -92,17 +96,32 @@ JobList build_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& 
 // status: 0 when every job was written or skipped, 1 when some failed, 130 when interrupted by
 // SIGINT/SIGTERM, 141 when stdout (--json) was closed. Outputs that are folders, and with
 // --overwrite files that are not PNGs, are usage errors found before the model loads.
+// `embeddings` (may be null): the textual-inversion embeddings every device's pipeline uses.
 int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target,
-             const Shard& shard, std::shared_ptr<const Tokenizer> tokenizer, const JobList& jobs);
+             const Shard& shard, std::shared_ptr<const Tokenizer> tokenizer, const JobList& jobs,
+             std::shared_ptr<const EmbeddingDatabase> embeddings = nullptr);
 
 // The run's tokenizer (--tokenizer, else default_tokenizer), checked against the model: every
 // id it makes must be a row of the text encoders' embedding tables.
 std::shared_ptr<const Tokenizer> load_run_tokenizer(const CliOptions& o, const ModelInfo& info);
 
+// Where <lora:NAME> looks for NAME.safetensors: the --lora-dir folders, then loras/ beside the
+// model, then $SDGEN_LORA_DIR (those that exist after the first).
+std::vector<std::string> lora_search_dirs(const CliOptions& o);
+
+// The run's textual-inversion embeddings (embeddings.cpp), read once before the model: the
+// --embedding-dir folders, then embeddings/ beside the model, then $SDGEN_EMBEDDING_DIR, each
+// file checked against the model's text encoders (skipped files are warned about through
+// `log`). Throws UsageError naming a --embedding-dir folder that is missing or unreadable.
+std::shared_ptr<const EmbeddingDatabase> load_run_embeddings(
+    const CliOptions& o, const ModelInfo& info, const Tokenizer& tokenizer,
+    const std::function<void(const std::string&)>& log);
+
 // Where sdgen's shipped data lives (defaults.cpp).
 // The tokenizer of `model`: the "tokenizer" its config JSON (`config`, else <model>.json)
-// names, relative to the JSON; else tokenizer.model (SentencePiece) or tokenizer/ (CLIP BPE)
-// beside the model; else the CLIP vocabulary sdgen ships.
+// names, relative to the JSON; else a diffusers folder's tokenizer/; else tokenizer.model
+// (SentencePiece) or tokenizer/ (CLIP BPE) beside the model; else the CLIP vocabulary sdgen
+// ships.
 std::string default_tokenizer(const std::string& model, const std::string& config = "");
 // sdgen's own model (models/default/model.safetensors, see scripts/train-default-model.sh),
 // used for `--model default` and when no --model is given; empty when it is not there.

@@ -49,6 +49,11 @@ std::string default_tokenizer(const std::string& model, const std::string& confi
       // an unreadable config is reported when the model loads
     }
   }
+  // a diffusers pipeline folder's own tokenizer/ (vocab.json, merges.txt), named even when it is
+  // missing so that the error says what the folder lacks
+  std::error_code ec;
+  if (fs::is_directory(model, ec) && present(fs::path(model) / "model_index.json"))
+    return (fs::path(model) / "tokenizer").string();
   // a SentencePiece model or a diffusers-style tokenizer/ beside the checkpoint, else the CLIP
   // vocabulary sdgen ships
   if (present(dir / "tokenizer.model")) return (dir / "tokenizer.model").string();

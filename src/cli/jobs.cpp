@@ -10,8 +10,11 @@
 #include <unordered_map>
 
 #include "cli.h"
+#include "sdgen/io/image_read.h"
 #include "sdgen/io/output_template.h"
+#include "sdgen/io/safetensors.h"
 #include "sdgen/job/prompt_file.h"
+#include "sdgen/loading/lora.h"
 #include "sdgen/models/blocks.h"
 #include "sdgen/models/memory.h"
 #include "sdgen/pipeline/runtime.h"
@@ -83,12 +86,22 @@ void MemoryCheck::check(const GenerationParams& p, const std::string& where) {
   if (available_ <= 0) return;  // not known here
   // an open native size (SD 2.x before its prediction is settled) is at most 768
   const int native = info_.config.native_size > 0 ? info_.config.native_size : 768;
-  const int w = p.width ? p.width : native, h = p.height ? p.height : native;
+  int w = p.width ? p.width : native, h = p.height ? p.height : native;
+  if (p.hires) {
+    // the second pass runs at the hires size (the first is smaller)
+    GenerationParams at = p;
+    at.width = w;
+    at.height = h;
+    const HiresSize s = hires_size(at);
+    w = std::max(w, s.width);
+    h = std::max(h, s.height);
+  }
   const int64_t rows = images_ * (p.cfg_scale == 1.0 ? 1 : 2);
   if (fits_.count({w, h, rows})) return;
   const auto needed = need(w, h, rows);
   const double available = available_;
-  if (needed.total() <= available) {
+  // the VAE tiles when its whole-image pass would not fit (pipeline.h VaeTilingMode::kAuto)
+  if (needed.total_tiled() <= available) {
     fits_.insert({w, h, rows});
     return;
   }
@@ -101,7 +114,7 @@ void MemoryCheck::check(const GenerationParams& p, const std::string& where) {
         std::max(f, static_cast<int>(std::lround(double(mid) * f * w / std::max(w, h) / f)) * f);
     const int ch =
         std::max(f, static_cast<int>(std::lround(double(mid) * f * h / std::max(w, h) / f)) * f);
-    if (need(cw, ch, rows).total() <= available) {
+    if (need(cw, ch, rows).total_tiled() <= available) {
       best_w = cw;
       best_h = ch;
       lo = mid + 1;
@@ -110,7 +123,7 @@ void MemoryCheck::check(const GenerationParams& p, const std::string& where) {
     }
   }
   std::string msg = where + "size " + std::to_string(w) + "x" + std::to_string(h) +
-                    " needs about " + gib(needed.total()) + " of memory on " +
+                    " needs about " + gib(needed.total_tiled()) + " of memory on " +
                     target_.devices.front().str() + " (weights " + gib(needed.weights) +
                     ", the largest attention " + gib(needed.attention) + "); " + gib(available) +
                     " is available. ";
@@ -118,7 +131,7 @@ void MemoryCheck::check(const GenerationParams& p, const std::string& where) {
                           "x" + std::to_string(best_h) + "; "
                     : "Not even the smallest size fits; ";
   msg += "render at the model's native size (" + std::to_string(native) + "x" +
-         std::to_string(native) + ") and upscale the image" +
+         std::to_string(native) + ") and upscale the image (the VAE already tiles)" +
          (target_.devices.front().is_cpu() && attention_is_quadratic()
               ? ", or use a libtorch >= 2.0 build, whose attention needs far less memory"
               : "");
@@ -206,6 +219,15 @@ std::shared_ptr<const Tokenizer> load_run_tokenizer(const CliOptions& o, const M
   return tokenizer;
 }
 
+std::vector<std::string> lora_search_dirs(const CliOptions& o) {
+  std::vector<std::string> dirs = o.lora_dirs;
+  std::error_code ec;
+  const fs::path beside = fs::path(o.model).parent_path() / "loras";
+  if (!o.model.empty() && fs::is_directory(beside, ec)) dirs.push_back(beside.string());
+  if (const char* env = std::getenv("SDGEN_LORA_DIR"); env && *env) dirs.push_back(env);
+  return dirs;
+}
+
 JobList build_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target,
                    const std::function<void(const std::string&)>& log) {
   std::vector<JobLine> read;
@@ -227,6 +249,12 @@ JobList build_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& 
   MemoryCheck memory(info, target, o.batch_size);
   const fs::path output_folder = template_folder(o.job.output);
   std::vector<JobList::Line> lines;
+  std::set<std::string> checked_images, checked_loras;
+  const std::vector<std::string> loras = lora_search_dirs(o);
+  for (const auto& d : o.lora_dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(d, ec)) throw UsageError("--lora-dir " + d + ": no such folder");
+  }
   uint64_t total = 0;
   bool all_indexed = true;
   for (auto& spec : read) {
@@ -239,6 +267,35 @@ JobList build_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& 
       throw UsageError(where + e.what());
     }
     memory.check(p.image, where);
+    // LoRAs are found now, so that a misspelt name stops the run before the model loads
+    for (const auto& tag : image_loras(p.image)) {
+      if (!checked_loras.insert(tag.name).second) continue;
+      const std::string path = find_lora(tag.name, loras);
+      if (path.empty()) {
+        std::string searched;
+        for (const auto& d : loras) searched += (searched.empty() ? "" : ", ") + d;
+        throw UsageError(where + "LoRA '" + tag.name + "': no " + tag.name + ".safetensors in " +
+                         (searched.empty() ? "any folder (give --lora-dir DIR)" : searched));
+      }
+      try {
+        SafetensorsFile::open(path);
+      } catch (const SafetensorsError& e) {
+        throw UsageError(where + "LoRA '" + tag.name + "': " + e.what());
+      }
+    }
+    // init images and masks are read now (once per file), so that a missing or broken one
+    // stops the run before the model loads
+    for (const auto* path : {&p.image.init_image, &p.image.mask}) {
+      if (path->empty() || !checked_images.insert(*path).second) continue;
+      try {
+        if (path == &p.image.mask)
+          read_mask(*path);
+        else
+          read_image_rgb(*path);
+      } catch (const std::runtime_error& e) {
+        throw UsageError(where + e.what());
+      }
+    }
     if (p.random_seed) {
       p.image.seed = random_seed();
       p.random_seed = false;

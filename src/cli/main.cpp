@@ -42,11 +42,20 @@ int run(CliOptions o) {
     if (path.empty()) continue;
     if (!std::filesystem::exists(path, ec))
       throw UsageError(std::string(flag) + " " + path + ": no such file");
-    if (std::filesystem::is_directory(path, ec))
+    // A folder is a diffusers one: a pipeline (model_index.json) as --model, an AutoencoderKL
+    // (config.json) or a pipeline as --vae; the loader checks the rest.
+    const std::filesystem::path dir(path);
+    const bool vae = std::string(flag) == "--vae";
+    if (std::filesystem::is_directory(dir, ec) &&
+        !std::filesystem::exists(dir / "model_index.json", ec) &&
+        !(vae && std::filesystem::exists(dir / "config.json", ec)))
       throw UsageError(std::string(flag) + " " + path +
-                       " is a folder; give a single-file checkpoint (.safetensors with LDM key "
-                       "names, as A1111 and Civitai ship them; diffusers folders are not supported "
-                       "yet)");
+                       (vae ? " is a folder without config.json; give a VAE .safetensors file or "
+                              "a diffusers AutoencoderKL folder (config.json, "
+                              "diffusion_pytorch_model.safetensors)"
+                            : " is a folder without model_index.json; give a single-file "
+                              "checkpoint (.safetensors with LDM key names, as A1111 and Civitai "
+                              "ship them) or a diffusers StableDiffusionPipeline folder"));
   }
   if (!o.prompt_file.empty() && !o.job.image.prompt.empty())
     throw UsageError("give either --prompt or --prompt-file; --prompt-file lines carry prompts");
@@ -66,8 +75,9 @@ int run(CliOptions o) {
   const ModelInfo info = inspect_model(o.load_options());
   const RunTarget target = resolve_target(o);
   const auto tokenizer = load_run_tokenizer(o, info);
+  const auto embeddings = load_run_embeddings(o, info, *tokenizer, log);
   const JobList jobs = build_jobs(o, info, target, log);
-  return run_jobs(o, info, target, shard, tokenizer, jobs);
+  return run_jobs(o, info, target, shard, tokenizer, jobs, embeddings);
 }
 
 // The job parameters' flags, from the schema. Values are kept as text and set after parsing,
@@ -105,21 +115,24 @@ int main(int argc, char** argv) {
   // A closed stdout (`sdgen --json | head -1`) makes writes fail instead of killing the run
   // with images half-reported: the runner stops cleanly and exits 141 (runner.cpp).
   ::signal(SIGPIPE, SIG_IGN);
-  CLI::App app{"sdgen: Stable Diffusion text-to-image from the command line"};
+  CLI::App app{"sdgen: Stable Diffusion from the command line: text-to-image, img2img, inpainting"};
   // A repeated option takes its last value, as with getopt and argparse: wrapper scripts and
   // aliases add options after the user's (`sdgen --steps 30 ... --steps 20` runs 20 steps).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   CliOptions o;
   app.add_option(
       "--model", o.model,
-      "SD 1.x, 2.x or SDXL checkpoint (.safetensors, LDM key names); default: sdgen's own "
-      "model (models/default/), also as --model default");
+      "SD 1.x, 2.x or SDXL checkpoint (.safetensors, LDM key names), or an SD 1.x diffusers "
+      "folder (model_index.json); default: sdgen's own model (models/default/), also as "
+      "--model default");
   app.add_option("--tokenizer", o.tokenizer,
                  "CLIP BPE vocabulary: bpe_simple_vocab_16e6.txt.gz, vocab.json (+ merges.txt) "
                  "or a folder holding them, or a SentencePiece .model (default: the model's "
                  "config, tokenizer.model or tokenizer/ beside the model, else the one sdgen "
                  "ships)");
-  app.add_option("--vae", o.vae, "VAE weights replacing the checkpoint's (.safetensors)");
+  app.add_option("--vae", o.vae,
+                 "VAE weights replacing the checkpoint's (.safetensors, or a diffusers "
+                 "AutoencoderKL folder)");
   app.add_option("--model-config", o.model_config,
                  "JSON with hyperparameters the tensor shapes do not show (default: "
                  "<model>.json when present)");
@@ -153,6 +166,18 @@ int main(int argc, char** argv) {
                "are never replaced");
   app.add_flag("--allow-any-output", o.allow_any_output,
                "let prompt-file lines write outside the folder of -o (their \"output\" keys)");
+  app.add_option("--lora-dir", o.lora_dirs,
+                 "folder of LoRA files for <lora:NAME:M> in prompts (repeatable; then loras/ "
+                 "beside the model, then $SDGEN_LORA_DIR)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--embedding-dir", o.embedding_dirs,
+                 "folder of textual-inversion embeddings (.safetensors; a file's name in a "
+                 "prompt stands for its vectors) (repeatable; then embeddings/ beside the "
+                 "model, then $SDGEN_EMBEDDING_DIR)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("--vae-tiling", o.vae_tiling,
+               "decode and encode large images in overlapping tiles (less memory; default: "
+               "only when the whole image would not fit)");
   app.add_flag("--json", o.json,
                "one JSON object per image on stdout (and nothing else there); logs stay on stderr");
   app.add_flag("--quiet,-q", o.quiet, "no log lines or progress on stderr");

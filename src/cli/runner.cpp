@@ -100,7 +100,7 @@ struct Reporter {
   uint64_t written = 0, skipped = 0, failed = 0;
 
   void report(const Job& job, const GenerationParams& p, const std::string& status, double seconds,
-              const std::string& error = "") {
+              const std::string& error = "", const Image* image = nullptr) {
     std::lock_guard<std::mutex> lock(mu);
     (status == "written" ? written : status == "skipped" ? skipped : failed)++;
     if (o.json && !g_stdout_closed.load()) {
@@ -109,6 +109,15 @@ struct Reporter {
       j["line"] = job.line;
       j["path"] = job.output;
       j["model"] = model_name;
+      if (image) {
+        // the LoRAs and embeddings the image used, name -> short hash
+        for (const auto& [key, used] : {std::make_pair("loras", &image->loras),
+                                        std::make_pair("embeddings", &image->embeddings)}) {
+          nlohmann::json m = nlohmann::json::object();
+          for (const auto& [name, hash] : *used) m[name] = hash;
+          j[key] = m;
+        }
+      }
       j["status"] = status;
       j["seconds"] = std::round(seconds * 1000) / 1000;
       if (!error.empty()) j["error"] = error;
@@ -199,7 +208,8 @@ std::string error_text(const std::exception& e) {
 }  // namespace
 
 int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target,
-             const Shard& shard, std::shared_ptr<const Tokenizer> tokenizer, const JobList& jobs) {
+             const Shard& shard, std::shared_ptr<const Tokenizer> tokenizer, const JobList& jobs,
+             std::shared_ptr<const EmbeddingDatabase> embeddings) {
   const uint64_t in_shard =
       jobs.size() > shard.index ? (jobs.size() - shard.index - 1) / shard.count + 1 : 0;
 
@@ -238,7 +248,9 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target
   }
 
   install_signal_handlers();
-  const ModelStamp stamp{file_stem(o.model), model_hash(o.model),
+  // (a diffusers folder is named by its folder and hashed by its UNet weights)
+  const ModelStamp stamp{file_stem(o.model),
+                         model_hash(info.hash_file.empty() ? o.model : info.hash_file),
                          o.vae.empty() ? "" : file_stem(o.vae)};
   std::vector<Worker> workers;
   for (const auto& d : target.devices) workers.push_back({d, nullptr});
@@ -259,6 +271,9 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target
           for (const auto& note : model.notes) progress.log(note);
       }
       w.pipeline = std::make_unique<Pipeline>(std::move(model), tokenizer, w.device, target.dtype);
+      if (o.vae_tiling) w.pipeline->set_vae_tiling(Pipeline::VaeTilingMode::kOn);
+      w.pipeline->set_lora_dirs(lora_search_dirs(o));
+      if (embeddings) w.pipeline->prompts().set_embeddings(embeddings);
       char took[32];
       std::snprintf(took, sizeof(took), "%.2f",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -297,15 +312,16 @@ int run_jobs(const CliOptions& o, const ModelInfo& info, const RunTarget& target
         const Job& job = batch[i];
         const auto& p = images[i].params;
         try {
-          const auto png = encode_png(images[i].rgb.data(), images[i].width, images[i].height,
-                                      {{"parameters", format_infotext(make_infotext(p, stamp))}});
+          const auto png =
+              encode_png(images[i].rgb.data(), images[i].width, images[i].height,
+                         {{"parameters", format_infotext(image_infotext(images[i], stamp))}});
           make_parent_dirs(job.output);
           // (a file that appeared meanwhile and is not a PNG stays, as in the scan above)
           if (o.overwrite && existing(job.output) == Existing::kOtherFile)
             throw std::runtime_error(job.output +
                                      " appeared and is not a PNG image; it was not replaced");
           write_file_atomic(job.output, png.data(), png.size(), o.overwrite);
-          reporter.report(job, p, "written", seconds);
+          reporter.report(job, p, "written", seconds, "", &images[i]);
         } catch (const FileExistsError&) {
           reporter.report(job, p, "skipped", 0);  // appeared meanwhile (another process)
         } catch (const std::exception& e) {

@@ -1,7 +1,8 @@
-// The one translation unit that compiles stb_image (its PNG decoder: the tests read the PNGs
-// sdgen writes through it).
+// The one translation unit that compiles stb_image: its PNG and JPEG decoders read init images
+// and masks (image_read.cpp), and the tests read the PNGs sdgen writes through it.
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"

@@ -26,7 +26,7 @@ std::string size_text(int w, int h) { return std::to_string(w) + "x" + std::to_s
 
 void validate_params(const GenerationParams& p, const ModelLimits& limits) {
   for (const auto& s : param_specs()) {
-    if (!(s.modes & (1u << static_cast<unsigned>(p.mode))))
+    if (!(s.modes & (1u << static_cast<unsigned>(p.mode()))))
       continue;  // (a parameter of another mode keeps its default)
     try {
       s.check(p);
@@ -47,6 +47,11 @@ void validate_params(const GenerationParams& p, const ModelLimits& limits) {
       }
     }
   }
+  try {
+    image_loras(p);
+  } catch (const std::invalid_argument& e) {
+    bad(std::string("prompt: ") + e.what());
+  }
   validate_sampler(p.sampler, p.steps, p.sampler_options);
   validate_scheduler(p.scheduler);
   const int f = limits.size_multiple;
@@ -63,6 +68,11 @@ void validate_params(const GenerationParams& p, const ModelLimits& limits) {
 
 void finish_job(JobParams& job, const ModelLimits& limits) {
   apply_sampler_alias(job.image.sampler, job.image.scheduler, job.scheduler_explicit);
+  if (!job.image.hires_sampler.empty()) {
+    // the second pass keeps the first pass's scheduler (A1111's "Use same scheduler")
+    std::string scheduler = job.image.scheduler;
+    apply_sampler_alias(job.image.hires_sampler, scheduler, true);
+  }
   validate_params(job.image, limits);
 }
 
@@ -72,6 +82,7 @@ GenerationParams resolve_params(GenerationParams p, const ModelLimits& limits,
   if (p.width == 0) {
     p.width = limits.native_width;
     p.height = limits.native_height;
+    validate_params(p, limits);  // (the hires size against the size now known)
   }
   if (!warn) return p;
   if (sampler_info(p.sampler).unit_noise_timesteps && p.scheduler != "discrete")
@@ -82,15 +93,30 @@ GenerationParams resolve_params(GenerationParams p, const ModelLimits& limits,
   if (!limits.size_conditioning && !(p.sdxl == SizeConditioning{}))
     warn("the --sdxl-* size conditioning is ignored: this model is not conditioned on sizes");
   const int nw = limits.native_width, nh = limits.native_height;
-  if (nw > 0 &&
+  if (p.hires && nw > 0 && (p.width > nw * 3 / 2 || p.height > nh * 3 / 2))
+    warn("the hires fix's first pass at " + size_text(p.width, p.height) +
+         " is above the model's native " + size_text(nw, nh) +
+         ": give --size near the native size and let --hires-scale make it large");
+  if (nw > 0 && !p.hires &&
       (p.width > 2 * nw || p.height > 2 * nh || int64_t{p.width} * p.height > int64_t{2} * nw * nh))
     warn("size " + size_text(p.width, p.height) + " is far above the model's native " +
-         size_text(nw, nh) + ": expect duplicated objects and repeated patterns");
+         size_text(nw, nh) + ": expect duplicated objects and repeated patterns" +
+         (p.mode() == Mode::kTxt2Img
+              ? "; render at the native size with the hires fix (--hires-scale) instead"
+              : ""));
   return p;
 }
 
+std::vector<LoraTag> image_loras(const GenerationParams& p) {
+  auto tags = lora_tags(p.prompt);
+  tags.insert(tags.end(), p.loras.begin(), p.loras.end());
+  return tags;
+}
+
 bool batchable(const GenerationParams& a, const GenerationParams& b) {
-  if (a.mode != b.mode) return false;
+  if (a.mode() != b.mode()) return false;
+  // one set of LoRAs is patched into the weights at a time
+  if (image_loras(a) != image_loras(b)) return false;
   for (const auto& s : param_specs())
     if (s.same_in_batch && !s.same_in_batch(a, b)) return false;
   return true;
@@ -101,6 +127,10 @@ std::string sdgen_version() { return std::string("sdgen ") + SDGEN_VERSION; }
 InfoText make_infotext(const GenerationParams& p, const ModelStamp& model) {
   InfoText info;
   info.prompt = p.prompt;
+  for (const auto& l : p.loras) {
+    info.prompt += " <lora:" + l.name + ":" + format_number(l.te);
+    info.prompt += (l.unet != l.te ? ":" + format_number(l.unet) : std::string()) + ">";
+  }
   info.negative_prompt = p.negative_prompt;
   for (const auto& s : param_specs()) {
     if (s.write_infotext) s.write_infotext(p, info.fields);

@@ -1,5 +1,6 @@
 #include "sdgen/job/prompt_file.h"
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -23,6 +24,15 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 [[noreturn]] void fail(const std::string& label, int line, const std::string& what) {
   throw PromptFileError(label + ":" + std::to_string(line) + ": " + what);
+}
+
+// Paths a line gives (init image, mask) are relative to the prompt file's folder, so that a
+// file and its images move together; standard input's are relative to the working folder.
+void rebase_paths(JobParams& p, const std::set<std::string>& set_here, const std::string& label) {
+  if (label == "<stdin>") return;
+  const std::string base = std::filesystem::path(label).parent_path().string();
+  for (const auto& s : param_specs())
+    if (s.rebase_path && set_here.count(s.name)) s.rebase_path(p, base);
 }
 
 // A line that names a sampler but no scheduler lets an A1111 sampler label choose the
@@ -62,6 +72,7 @@ JobLine parse_jsonl_line(const std::string& text, const std::string& label, int 
     set_here.insert(key);
   }
   note_sampler_level(j.params, set_here);
+  rebase_paths(j.params, set_here, label);
   return j;
 }
 
@@ -176,6 +187,7 @@ JobLine parse_a1111_line(const std::string& text, const std::string& label, int 
     j.params.batch_count = n_iter * batch_size;
   }
   note_sampler_level(j.params, set_here);
+  rebase_paths(j.params, set_here, label);
   return j;
 }
 

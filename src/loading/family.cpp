@@ -248,10 +248,19 @@ std::vector<ModelFamily> build_families() {
     f.prediction_open = true;
     v.push_back(f);
   }
-  v.push_back(unsupported("sd1-inpaint", "SD 1.x inpainting",
-                          "an SD 1.x inpainting checkpoint (a 9-channel UNet input: latent, mask "
-                          "and masked image)",
-                          [](const TensorSource& s) { return unet_inputs(s) == 9; }));
+  {
+    // SD 1.5 inpainting: SD 1.x with a 9-channel UNet input (latent, mask, masked-image
+    // latent: Conditioning::concat, built by the pipeline)
+    ModelFamily f = ldm_family("sd1-inpaint", "SD 1.x inpainting", kClip,
+                               [](const TensorSource& s) { return unet_inputs(s) == 9; });
+    f.text_ignored_suffixes = {"embeddings.position_ids"};
+    f.infer_config = sd1_config;
+    f.make_text_encoder = [](const ClipTextConfig& c) {
+      return std::static_pointer_cast<TextEncoder>(ClipTextModel(c).ptr());
+    };
+    f.inpainting = true;
+    v.push_back(f);
+  }
   v.push_back(unsupported("sd1-pix2pix", "InstructPix2Pix",
                           "an InstructPix2Pix checkpoint (an 8-channel UNet input: latent and "
                           "the input image's latent)",
@@ -284,12 +293,16 @@ std::string what_it_looks_like(const TensorSource& s) {
       (names.size() == 1 && !any(".")))
     return "it looks like a textual-inversion embedding, which is used in prompts, not loaded "
            "as a model";
+  if (any("decoder.up_blocks.") && !any("time_embedding."))  // no UNet beside it
+    return "it holds a diffusers VAE (decoder.up_blocks.*); give its folder (config.json beside "
+           "it) with --vae";
   for (const char* p : {"first_stage_model.", "vae.", ""})
     if (s.find(std::string(p) + "decoder.conv_in.weight") && !s.has_prefix(kUNet))
       return "it holds only a VAE; give it with --vae beside a checkpoint";
   if (any("down_blocks.") && any("up_blocks."))
-    return "its tensors have diffusers' names (down_blocks.*); sdgen reads single-file "
-           "checkpoints with LDM key names";
+    return "its tensors have diffusers' names (down_blocks.*): give the whole diffusers folder "
+           "(the one with model_index.json) as --model, or a single-file checkpoint with LDM key "
+           "names";
   return "sdgen reads single-file checkpoints with LDM key names";
 }
 

@@ -10,11 +10,15 @@ KeyMap::KeyMap(std::vector<Rule> rules) : rules_(std::move(rules)) {
   });
 }
 
-std::string KeyMap::to_source(const std::string& name) const {
+const KeyMap::Rule* KeyMap::match(const std::string& name) const {
   for (const auto& r : rules_)
-    if (name.compare(0, r.module_prefix.size(), r.module_prefix) == 0)
-      return r.source_prefix + name.substr(r.module_prefix.size());
-  return name;
+    if (name.compare(0, r.module_prefix.size(), r.module_prefix) == 0) return &r;
+  return nullptr;
+}
+
+std::string KeyMap::to_source(const std::string& name) const {
+  const Rule* r = match(name);
+  return r ? r->source_prefix + name.substr(r->module_prefix.size()) : name;
 }
 
 bool KeyMap::covers(const std::string& key) const {

@@ -47,6 +47,7 @@ void load_module(torch::nn::Module& module, const TensorSource& source, const Ke
   torch::NoGradGuard no_grad;
   std::set<std::string> expected;
   auto load_one = [&](const std::string& name, torch::Tensor& target) {
+    const KeyMap::Rule* rule = map.match(name);
     const std::string key = map.to_source(name);
     expected.insert(key);
     const TensorInfo* info = source.find(key);
@@ -54,15 +55,23 @@ void load_module(torch::nn::Module& module, const TensorSource& source, const Ke
       report.missing.push_back(key);
       return;
     }
-    if (info->shape != target.sizes().vec()) {
-      report.mismatched.push_back(key + ": file " + shape_str(info->shape) + ", model " +
-                                  shape_str(target.sizes()));
+    // A 1x1 convolution whose rule says the file keeps it as a Linear weight is read as
+    // [out, in]; everything else must have the module's own shape.
+    const bool as_linear = rule && rule->conv1x1_stored_as_linear && target.dim() == 4 &&
+                           target.size(2) == 1 && target.size(3) == 1;
+    const std::vector<int64_t> stored =
+        as_linear ? std::vector<int64_t>{target.size(0), target.size(1)} : target.sizes().vec();
+    if (info->shape != stored) {
+      report.mismatched.push_back(
+          key + ": file " + shape_str(info->shape) + ", model " + shape_str(target.sizes()) +
+          (as_linear ? " (stored as a Linear weight " + shape_str(stored) + ")" : ""));
       return;
     }
     // Floating weights take the compute dtype; integer buffers keep theirs.
     const auto want = target.is_floating_point() ? dtype : target.scalar_type();
     auto dst = torch::empty(target.sizes(), torch::TensorOptions().dtype(want).device(device));
-    copy_stored(*source.file_of(key), *info, dst);
+    auto view = as_linear ? dst.view(stored) : dst;  // the same storage
+    copy_stored(*source.file_of(key), *info, view);
     target.set_data(dst);
   };
   for (auto& p : module.named_parameters(/*recurse=*/true)) load_one(p.key(), p.value());

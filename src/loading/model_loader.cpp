@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffusers_folder.h"
 #include "infer_config.h"
 #include "sdgen/loading/load_module.h"
 
@@ -51,8 +52,10 @@ TensorSource open_checkpoint(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec))
     throw CheckpointError(path +
-                          ": is a folder; sdgen reads single-file .safetensors "
-                          "checkpoints (diffusers folders are not supported yet)");
+                          ": a folder without model_index.json; sdgen reads single-file "
+                          ".safetensors checkpoints and diffusers StableDiffusionPipeline folders "
+                          "(model_index.json with unet/, vae/, text_encoder/, tokenizer/ and "
+                          "scheduler/)");
   return TensorSource::open_file(path);
 }
 
@@ -63,6 +66,7 @@ ModelLimits limits_of(const ModelFamily& family, const ModelConfig& c) {
   l.max_clip_skip = c.text.layers - family.clip_skip_reserved_layers;
   l.clip_skip_warning = family.clip_skip_warning;
   l.size_conditioning = family.size_conditioning;
+  l.inpainting_model = family.inpainting;
   return l;
 }
 
@@ -82,7 +86,14 @@ std::string model_config_path(const std::string& model_path, const std::string& 
 }
 
 VaeFile inspect_vae(const std::string& path) {
-  VaeFile v{open_checkpoint(path), {}, {}};
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return diffusers::inspect_vae_folder(path);
+  VaeFile v;
+  v.source = TensorSource::open_file(path);
+  if (v.source.has_prefix("decoder.up_blocks.") || v.source.has_prefix("vae.decoder.up_blocks."))
+    throw CheckpointError(path +
+                          ": a VAE with diffusers' names (decoder.up_blocks.*); give its folder "
+                          "(config.json beside diffusion_pytorch_model.safetensors) as --vae");
   for (const char* p : {"first_stage_model.", "vae.", ""}) {
     if (!v.source.find(std::string(p) + "decoder.conv_in.weight")) continue;
     v.keys = KeyMap::prefixed(p);
@@ -105,7 +116,8 @@ ModelLimits LoadedModel::limits() const {
 
 ModelInfo inspect_model(const LoadOptions& o) {
   ModelInfo info;
-  info.source = open_checkpoint(o.model_path);
+  const bool folder = diffusers::is_pipeline_folder(o.model_path);
+  if (!folder) info.source = open_checkpoint(o.model_path);
   nlohmann::json overrides;
   const std::string config_path = model_config_path(o.model_path, o.config_path);
   if (!config_path.empty()) {
@@ -121,10 +133,19 @@ ModelInfo inspect_model(const LoadOptions& o) {
     }
     info.notes.push_back("model config from " + config_path);
   }
-  info.family = &detect_family(info.source);
   try {
-    info.config = info.family->infer_config(info.source, config_path.empty() ? nullptr : &overrides,
-                                            &info.notes);
+    if (folder) {
+      diffusers::inspect_pipeline(o.model_path, config_path.empty() ? nullptr : &overrides, info);
+    } else {
+      info.family = &detect_family(info.source);
+      info.config = info.family->infer_config(
+          info.source, config_path.empty() ? nullptr : &overrides, &info.notes);
+      info.text_keys = info.family->text_keys;
+      info.text_2_keys = info.family->text_2_keys;
+      info.unet_keys = info.family->unet_keys;
+      info.vae_keys = info.family->vae_keys;
+      info.hash_file = o.model_path;
+    }
     validate_config(info.config);
   } catch (const std::invalid_argument& e) {
     if (config_path.empty()) throw CheckpointError(o.model_path + ": " + e.what());
@@ -133,10 +154,11 @@ ModelInfo inspect_model(const LoadOptions& o) {
   }
   if (!o.vae_path.empty()) {
     info.vae = inspect_vae(o.vae_path);
-    // the shapes of the file; the scale factor and norm groups of the model (its config JSON)
+    // the shapes of the file; the scale factor of the model (its config JSON), and its norm
+    // groups unless the VAE's own config.json gives them
     VaeConfig vae = info.vae->config;
     vae.scale_factor = info.config.vae.scale_factor;
-    vae.norm_groups = info.config.vae.norm_groups;
+    if (!info.vae->config_complete) vae.norm_groups = info.config.vae.norm_groups;
     info.config.vae = vae;
   }
   return info;
@@ -156,26 +178,29 @@ LoadedModel load_model(const LoadOptions& o, ModelInfo info) {
   LoadReport report;
   std::set<std::string> consumed;
   m.text = family.make_text_encoder(m.config.text);
-  load_module(m.text->module(), source, family.text_keys, o.device, o.dtype, report, &consumed,
+  load_module(m.text->module(), source, info.text_keys, o.device, o.dtype, report, &consumed,
               family.text_ignored_suffixes);
   if (family.make_text_encoder_2) {
     m.text_2 = family.make_text_encoder_2(m.config.text_2);
-    load_module(m.text_2->module(), source, family.text_2_keys, o.device, o.dtype, report,
-                &consumed, family.text_2_ignored_suffixes);
+    load_module(m.text_2->module(), source, info.text_2_keys, o.device, o.dtype, report, &consumed,
+                family.text_2_ignored_suffixes);
   }
   m.unet = UNetModel(m.config.unet);
-  load_module(*m.unet, source, family.unet_keys, o.device, o.dtype, report, &consumed);
+  load_module(*m.unet, source, info.unet_keys, o.device, o.dtype, report, &consumed);
 
   m.vae = AutoencoderKL(m.config.vae);
   const auto vae_dtype = o.vae_dtype.value_or(
       family.vae_upcast_in_fp16 && o.dtype == torch::kHalf ? torch::kFloat : o.dtype);
   if (!info.vae) {
-    load_module(*m.vae, source, family.vae_keys, o.device, vae_dtype, report, &consumed);
+    load_module(*m.vae, source, info.vae_keys, o.device, vae_dtype, report, &consumed);
   } else {
     LoadReport vae_report;
     load_module(*m.vae, info.vae->source, info.vae->keys, o.device, vae_dtype, vae_report);
-    // A VAE file may carry the training loss' modules; they are not part of the VAE.
-    const std::string prefix = info.vae->keys.rules().front().source_prefix;
+    // A VAE file may carry the training loss' modules; they are not part of the VAE. (The
+    // prefix is that of the rule for every other name: module prefix "".)
+    std::string prefix;
+    for (const auto& r : info.vae->keys.rules())
+      if (r.module_prefix.empty()) prefix = r.source_prefix;
     auto& u = vae_report.unexpected;
     u.erase(std::remove_if(u.begin(), u.end(),
                            [&](const std::string& k) {
@@ -184,19 +209,22 @@ LoadedModel load_model(const LoadOptions& o, ModelInfo info) {
                            }),
             u.end());
     if (!vae_report.ok())
-      throw CheckpointError(vae_report.message(info.vae->source.path(), "a VAE in the LDM layout"));
+      throw CheckpointError(vae_report.message(info.vae->source.path(), info.vae->what));
     m.vae_path = info.vae->source.path();
   }
   // Keys of the model file outside the three components (with --vae, the file's own VAE
   // weights are knowingly replaced).
   for (const auto& key : source.names()) {
-    if (consumed.count(key) || family.text_keys.covers(key) || family.unet_keys.covers(key) ||
-        family.vae_keys.covers(key) || family.text_2_keys.covers(key))
+    if (consumed.count(key) || info.text_keys.covers(key) || info.unet_keys.covers(key) ||
+        info.vae_keys.covers(key) || info.text_2_keys.covers(key))
       continue;
     if (!is_known_extra(key)) report.unexpected.push_back(key);
   }
   if (!report.ok())
-    throw CheckpointError(report.message(o.model_path, "an " + family.label + " checkpoint"));
+    throw CheckpointError(report.message(
+        o.model_path,
+        "an " + family.label +
+            (diffusers::is_pipeline_folder(o.model_path) ? " diffusers folder" : " checkpoint")));
   m.text->module().eval();
   if (m.text_2) m.text_2->module().eval();
   m.unet->eval();

@@ -1,5 +1,6 @@
 #include "sdgen/models/clip.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -56,13 +57,14 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& c) : config_(c) {
   final_layer_norm = register_module("final_layer_norm", nn::LayerNorm(c.width, c.layer_norm_eps));
 }
 
-torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& ids) {
+torch::Tensor ClipTextModelImpl::embed(const torch::Tensor& ids,
+                                       const std::vector<TokenEmbeddingFix>& fixes) {
   if (ids.size(1) > config_.max_positions)
     throw std::invalid_argument("text encoder takes at most " +
                                 std::to_string(config_.max_positions) + " tokens, got " +
                                 std::to_string(ids.size(1)));
   auto pos = torch::arange(ids.size(1), ids.options().dtype(torch::kLong));
-  return token_embedding(ids) + position_embedding(pos).unsqueeze(0);
+  return apply_token_fixes(token_embedding(ids), fixes) + position_embedding(pos).unsqueeze(0);
 }
 
 TextEncoderOutput ClipTextModelImpl::encode(const torch::Tensor& ids, const TextEncodeOptions& o) {
@@ -72,13 +74,33 @@ TextEncoderOutput ClipTextModelImpl::encode(const torch::Tensor& ids, const Text
                                 " for this text encoder, got " + std::to_string(o.clip_skip));
   const int used = n - (o.clip_skip - 1);
   TextEncoderOutput out;
-  auto x = embed(ids);
+  auto x = embed(ids, o.token_fixes);
   for (int i = 0; i < used; ++i) x = layers[i]->as<ClipLayer>()->forward(x);
   out.hidden = o.final_norm ? final_layer_norm(x) : x;
   if (o.pooled) {
     for (int i = used; i < n; ++i) x = layers[i]->as<ClipLayer>()->forward(x);
     out.pooled =
         gather_end_tokens(used == n && o.final_norm ? out.hidden : final_layer_norm(x), ids);
+  }
+  return out;
+}
+
+torch::Tensor apply_token_fixes(const torch::Tensor& x,
+                                const std::vector<TokenEmbeddingFix>& fixes) {
+  if (fixes.empty()) return x;
+  // A1111: tensor = cat([tensor[:offset + 1], emb[:emb_len], tensor[offset + 1 + emb_len:]])
+  // with emb_len = min(T - offset - 1, n), emb cast to the embeddings' dtype
+  auto out = x.clone();
+  for (const auto& f : fixes) {
+    if (f.row < 0 || f.row >= x.size(0) || f.position < 0 || f.vectors.dim() != 2 ||
+        f.vectors.size(1) != x.size(2))
+      throw std::invalid_argument("embedding vectors " + std::to_string(f.vectors.size(-1)) +
+                                  " wide at row " + std::to_string(f.row) + ", position " +
+                                  std::to_string(f.position) + " for token embeddings " +
+                                  std::to_string(x.size(2)) + " wide");
+    const int64_t n = std::min(x.size(1) - f.position, f.vectors.size(0));
+    if (n <= 0) continue;
+    out[f.row].narrow(0, f.position, n).copy_(f.vectors.narrow(0, 0, n).to(out.options()));
   }
   return out;
 }

@@ -64,12 +64,15 @@ OpenClipTextModelImpl::OpenClipTextModelImpl(const ClipTextConfig& c) : config_(
         register_parameter("text_projection", nn::empty_parameter({c.width, c.projection_dim}));
 }
 
-torch::Tensor OpenClipTextModelImpl::embed(const torch::Tensor& ids) {
+torch::Tensor OpenClipTextModelImpl::embed(const torch::Tensor& ids,
+                                           const std::vector<TokenEmbeddingFix>& fixes) {
   if (ids.size(1) > config_.max_positions)
     throw std::invalid_argument("text encoder takes at most " +
                                 std::to_string(config_.max_positions) + " tokens, got " +
                                 std::to_string(ids.size(1)));
-  return token_embedding(ids) + positional_embedding.narrow(0, 0, ids.size(1)).unsqueeze(0);
+  // (A1111 wraps open_clip's token_embedding the same way for SD 2.x)
+  return apply_token_fixes(token_embedding(ids), fixes) +
+         positional_embedding.narrow(0, 0, ids.size(1)).unsqueeze(0);
 }
 
 TextEncoderOutput OpenClipTextModelImpl::encode(const torch::Tensor& ids,
@@ -82,7 +85,7 @@ TextEncoderOutput OpenClipTextModelImpl::encode(const torch::Tensor& ids,
                                 std::to_string(o.clip_skip));
   const int used = n - o.clip_skip;
   TextEncoderOutput out;
-  auto x = embed(ids);
+  auto x = embed(ids, o.token_fixes);
   for (int i = 0; i < used; ++i) x = resblocks[i]->as<OpenClipResBlock>()->forward(x);
   out.hidden = o.final_norm ? ln_final(x) : x;
   if (o.pooled) {

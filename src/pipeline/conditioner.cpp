@@ -36,16 +36,31 @@ std::vector<int64_t> Conditioner::token_ids(const std::string& prompt, Emphasis 
   return ids;
 }
 
-Conditioning Conditioner::cached(const std::string& prompt, const ConditionRequest& r) {
+void Conditioner::set_embeddings(std::shared_ptr<const EmbeddingDatabase> db,
+                                 const EmbeddingDatabase::Warn& warn) {
+  embeddings_ = std::move(db);
+  matcher_ = embeddings_ ? EmbeddingMatcher(*embeddings_, *tokenizer_, warn) : EmbeddingMatcher();
+  cache_.clear();
+}
+
+Conditioning Conditioner::cached(const std::string& prompt, const ConditionRequest& r,
+                                 EmbeddingHashes* used) {
   const auto& s = r.sizes;
   std::string key = prompt;
   for (int v : {r.clip_skip, static_cast<int>(r.emphasis), int(r.negative), r.width, r.height,
                 s.original_width, s.original_height, s.crop_top, s.crop_left, s.target_width,
                 s.target_height})
     key += '\0' + std::to_string(v);
-  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
-  if (cache_.size() >= 256) cache_.clear();
-  return cache_.emplace(key, encode(prompt, r)).first->second;
+  // (embeddings are not in the key: set_embeddings empties the cache)
+  auto it = cache_.find(key);
+  if (it == cache_.end()) {
+    if (cache_.size() >= 256) cache_.clear();
+    Cached c{encode(prompt, r), {}};
+    if (embedding_matcher()) c.used = used_embeddings(chunks(prompt, r.emphasis));
+    it = cache_.emplace(key, std::move(c)).first;
+  }
+  if (used) *used = it->second.used;
+  return it->second.conditioning;
 }
 
 TextContextConditioner::TextContextConditioner(std::shared_ptr<TextEncoder> text,
@@ -55,7 +70,7 @@ TextContextConditioner::TextContextConditioner(std::shared_ptr<TextEncoder> text
 
 std::vector<PromptChunk> TextContextConditioner::chunks(const std::string& prompt,
                                                         Emphasis emphasis) const {
-  return encoder_chunks(*text_, *tokenizer_, prompt, emphasis);
+  return encoder_chunks(*text_, *tokenizer_, prompt, emphasis, embedding_matcher());
 }
 
 Conditioning TextContextConditioner::encode(const std::string& prompt,
@@ -79,20 +94,41 @@ std::unique_ptr<Conditioner> make_conditioner(const LoadedModel& model,
 }
 
 std::vector<PromptChunk> encoder_chunks(const TextEncoder& encoder, const Tokenizer& tokenizer,
-                                        const std::string& prompt, Emphasis emphasis) {
+                                        const std::string& prompt, Emphasis emphasis,
+                                        const EmbeddingMatcher* embeddings) {
   ChunkOptions o;  // bos, eos and comma come from the tokenizer
   o.length = static_cast<size_t>(encoder.config().max_positions) - 2;
   // CLIP (SD 1.x, SDXL's CLIP-L) pads with the end-of-text token, OpenCLIP with 0.
   o.pad = encoder.pad_id(tokenizer.eos_id());
-  return tokenize_prompt(prompt, tokenizer, emphasis, o);
+  return tokenize_prompt(prompt, tokenizer, emphasis, o, embeddings);
+}
+
+std::vector<TokenEmbeddingFix> token_fixes(const PromptChunk& chunk, const std::string& key,
+                                           torch::Device device) {
+  std::vector<TokenEmbeddingFix> fixes;
+  for (const auto& fix : chunk.fixes) {
+    auto it = fix.embedding->vectors.find(key);
+    if (it == fix.embedding->vectors.end())
+      throw std::invalid_argument("the embedding " + fix.embedding->name + " has no vectors for " +
+                                  (key.empty() ? "this text encoder" : key));
+    const EmbeddingVectors& v = it->second;
+    auto vectors =
+        torch::from_blob(const_cast<float*>(v.values.data()), {v.rows, v.width}, torch::kFloat)
+            .clone()
+            .to(device);
+    fixes.push_back({0, static_cast<int64_t>(fix.offset) + 1, vectors});  // + 1: BOS
+  }
+  return fixes;
 }
 
 torch::Tensor encode_chunks(TextEncoder& encoder, const std::vector<PromptChunk>& chunks,
-                            TextEncodeOptions o, torch::Device device, torch::Tensor* pooled) {
+                            TextEncodeOptions o, torch::Device device, torch::Tensor* pooled,
+                            const std::string& embedding_key) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> zs;
   for (size_t i = 0; i < chunks.size(); ++i) {
     o.pooled = pooled && i == 0;
+    o.token_fixes = token_fixes(chunks[i], embedding_key, device);
     auto ids = torch::tensor(chunks[i].ids, torch::kLong).unsqueeze(0).to(device);
     auto out = encoder.encode(ids, o);
     if (o.pooled) *pooled = out.pooled;

@@ -20,7 +20,7 @@ SdxlConditioner::SdxlConditioner(const LoadedModel& model,
 
 std::vector<PromptChunk> SdxlConditioner::chunks(const std::string& prompt,
                                                  Emphasis emphasis) const {
-  return encoder_chunks(*clip_l_, *tokenizer_, prompt, emphasis);
+  return encoder_chunks(*clip_l_, *tokenizer_, prompt, emphasis, embedding_matcher());
 }
 
 torch::Tensor sdxl_size_embedding(const SizeConditioning& s, int64_t dim) {
@@ -42,9 +42,11 @@ Conditioning SdxlConditioner::encode(const std::string& prompt, const ConditionR
   l_opts.final_norm = false;
   g_opts.final_norm = false;
   torch::Tensor pooled;
-  auto l = encode_chunks(*clip_l_, chunks(prompt, r.emphasis), l_opts, device_);
-  auto g = encode_chunks(*clip_g_, encoder_chunks(*clip_g_, *tokenizer_, prompt, r.emphasis),
-                         g_opts, device_, &pooled);
+  // (an embedding gives each encoder its own vectors: A1111's textual_inversion_key)
+  auto l = encode_chunks(*clip_l_, chunks(prompt, r.emphasis), l_opts, device_, nullptr, "clip_l");
+  auto g = encode_chunks(
+      *clip_g_, encoder_chunks(*clip_g_, *tokenizer_, prompt, r.emphasis, embedding_matcher()),
+      g_opts, device_, &pooled, "clip_g");
   auto context = torch::cat({l, g}, 2);
   if (r.negative && prompt.empty()) {
     // A1111 get_learned_conditioning: force_zero_embeddings=['txt'] for an empty negative

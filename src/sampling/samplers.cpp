@@ -35,11 +35,17 @@ torch::Tensor run_sampler(const std::string& name, const Denoiser& model, torch:
 torch::Tensor run_timestep_sampler(const std::string& name, const EpsModel& model, torch::Tensor x,
                                    const torch::Tensor& alphas_cumprod, int steps,
                                    const NoiseSource& noise, const SamplerOptions& o,
-                                   const StepCallback& cb) {
+                                   const StepCallback& cb, int t_enc) {
   const auto& info = sampler_info(name);
   if (!info.unit_noise_timesteps)
     throw std::invalid_argument("sampler '" + name + "' runs through run_sampler");
-  const auto timesteps = compvis_timesteps(steps, static_cast<int>(alphas_cumprod.size(0)));
+  auto timesteps = compvis_timesteps(steps, static_cast<int>(alphas_cumprod.size(0)));
+  if (t_enc >= 0) {
+    if (t_enc >= static_cast<int>(timesteps.size()))
+      throw std::invalid_argument("run_timestep_sampler: t_enc must be below the step count");
+    timesteps.resize(static_cast<size_t>(t_enc));
+    if (timesteps.empty()) return x;  // (strength so low that no step runs)
+  }
   if (name == "ddim")
     return sample_ddim(model, std::move(x), timesteps, alphas_cumprod, noise, o, cb);
   if (name == "plms") {

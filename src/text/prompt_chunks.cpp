@@ -3,6 +3,7 @@
 #include "sdgen/text/prompt_chunks.h"
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -33,11 +34,13 @@ PromptChunk frame_chunk(const std::vector<int64_t>& tokens, const std::vector<do
 
 }  // namespace
 
-std::vector<PromptChunk> chunk_tokens(const std::vector<TokenRun>& runs, const ChunkOptions& o) {
+std::vector<PromptChunk> chunk_tokens(const std::vector<TokenRun>& runs, const ChunkOptions& o,
+                                      const EmbeddingMatcher* embeddings) {
   if (o.length == 0) throw std::invalid_argument("chunk length must be at least 1");
   std::vector<PromptChunk> chunks;
   std::vector<int64_t> tokens;
   std::vector<double> weights;
+  std::vector<EmbeddingFix> fixes;
   tokens.reserve(o.length);
   weights.reserve(o.length);
   // Index in `tokens` of the current chunk's last comma, or -1.
@@ -45,6 +48,8 @@ std::vector<PromptChunk> chunk_tokens(const std::vector<TokenRun>& runs, const C
 
   auto close_chunk = [&]() {
     chunks.push_back(frame_chunk(tokens, weights, o));
+    chunks.back().fixes = std::move(fixes);
+    fixes.clear();
     tokens.clear();
     weights.clear();
     last_comma = -1;
@@ -55,13 +60,16 @@ std::vector<PromptChunk> chunk_tokens(const std::vector<TokenRun>& runs, const C
       close_chunk();
       continue;
     }
-    for (const int64_t token : run.ids) {
+    size_t position = 0;
+    while (position < run.ids.size()) {
+      const int64_t token = run.ids[position];
       const size_t size = tokens.size();
       if (token == o.comma) {
         last_comma = static_cast<std::ptrdiff_t>(size);
       } else if (o.comma_backoff != 0 && size == o.length && last_comma != -1 &&
                  size - static_cast<size_t>(last_comma) <= o.comma_backoff) {
-        // Full, and a comma close to the end: what follows that comma moves on.
+        // Full, and a comma close to the end: what follows that comma moves on (an embedding's
+        // fix stays behind, as in A1111, which moves only tokens and multipliers).
         const size_t split = static_cast<size_t>(last_comma) + 1;
         std::vector<int64_t> moved_tokens(tokens.begin() + split, tokens.end());
         std::vector<double> moved_weights(weights.begin() + split, weights.end());
@@ -72,8 +80,24 @@ std::vector<PromptChunk> chunk_tokens(const std::vector<TokenRun>& runs, const C
         weights = std::move(moved_weights);
       }
       if (tokens.size() == o.length) close_chunk();
-      tokens.push_back(token);
-      weights.push_back(run.weight);
+      const auto match = embeddings ? embeddings->at(run.ids, position) : EmbeddingMatcher::Match{};
+      if (!match.embedding) {
+        tokens.push_back(token);
+        weights.push_back(run.weight);
+        ++position;
+        continue;
+      }
+      // n slots for the embedding's n vectors, in a fresh chunk when they do not fit
+      const auto n = static_cast<size_t>(match.embedding->slots());
+      if (n > o.length)
+        throw std::invalid_argument("the embedding " + match.embedding->name + " has " +
+                                    std::to_string(n) + " vectors; a prompt chunk holds " +
+                                    std::to_string(o.length) + " tokens");
+      if (tokens.size() + n > o.length) close_chunk();
+      fixes.push_back({tokens.size(), match.embedding});
+      tokens.insert(tokens.end(), n, 0);
+      weights.insert(weights.end(), n, run.weight);
+      position += match.tokens;
     }
   }
   if (!tokens.empty() || chunks.empty()) close_chunk();
@@ -86,7 +110,8 @@ int64_t comma_token(const Tokenizer& tokenizer) {
 }
 
 std::vector<PromptChunk> tokenize_prompt(const std::string& prompt, const Tokenizer& tokenizer,
-                                         Emphasis mode, ChunkOptions o) {
+                                         Emphasis mode, ChunkOptions o,
+                                         const EmbeddingMatcher* embeddings) {
   o.bos = tokenizer.bos_id();
   o.eos = tokenizer.eos_id();
   o.comma = comma_token(tokenizer);
@@ -100,7 +125,18 @@ std::vector<PromptChunk> tokenize_prompt(const std::string& prompt, const Tokeni
     if (!r.is_break) r.ids = tokenizer.encode(p.text);
     runs.push_back(std::move(r));
   }
-  return chunk_tokens(runs, o);
+  return chunk_tokens(runs, o, embeddings && !embeddings->empty() ? embeddings : nullptr);
+}
+
+EmbeddingHashes used_embeddings(const std::vector<PromptChunk>& chunks) {
+  // A1111's used_embeddings: a dict filled chunk by chunk, keyed by the embedding's name
+  EmbeddingHashes used;
+  std::set<std::string> seen;
+  for (const auto& chunk : chunks)
+    for (const auto& fix : chunk.fixes)
+      if (seen.insert(fix.embedding->name).second)
+        used.emplace_back(ti_hash_name(fix.embedding->name), fix.embedding->hash);
+  return used;
 }
 
 bool has_emphasis_brackets(const std::string& prompt) {

@@ -37,9 +37,11 @@ TEST(Params, EveryParameterIsDescribedOnce) {
     EXPECT_FALSE(s.help.empty()) << s.name;
   }
   EXPECT_EQ(jsonl_keys(),
-            "prompt, negative_prompt, steps, sampler, scheduler, cfg_scale, seed, size, eta, "
-            "clip_skip, emphasis, prediction, sdxl_original_size, sdxl_crop, sdxl_target_size, "
-            "batch_count, output");
+            "prompt, negative_prompt, steps, sampler, scheduler, cfg_scale, seed, size, "
+            "init_image, mask, strength, eta, clip_skip, emphasis, prediction, "
+            "sdxl_original_size, sdxl_crop, sdxl_target_size, mask_blur, inpaint_fill, "
+            "hires_scale, hires_size, hires, hires_steps, hires_strength, hires_upscaler, "
+            "hires_sampler, hires_prompt, hires_negative_prompt, loras, batch_count, output");
   EXPECT_THROW(param_spec("colour"), std::logic_error);
 }
 

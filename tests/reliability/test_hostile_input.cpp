@@ -186,7 +186,8 @@ TEST_F(Reliability, ModelTokenizerAndConfigMistakesFailBeforeLoading) {
   // a folder as the model
   auto r = run_sdgen(args({"--prompt", "x", "--model", dir.string()}), dir);
   EXPECT_EQ(r.status, 2);
-  EXPECT_TRUE(contains(r.err, "--model " + dir.string() + " is a folder; give a single-file"))
+  EXPECT_TRUE(contains(r.err, "--model " + dir.string() +
+                                  " is a folder without model_index.json; give a single-file"))
       << r.err;
   // a vocabulary larger than the embedding table: "index out of range in self" at the first
   // prompt that used a high id

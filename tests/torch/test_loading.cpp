@@ -122,18 +122,15 @@ TEST_F(LoadingFiles, FamiliesAreDetectedFromKeysAndShapes) {
   EXPECT_NE(diffusers.find("diffusers' names"), std::string::npos) << diffusers;
 }
 
-TEST(Loading, ReferenceFilesOfUnsupportedFamiliesAreNamed) {
+TEST(Loading, ReferenceInpaintingModelIsItsOwnFamily) {
   LoadOptions o;
   o.model_path = ref("inpaint/tiny-sd1-inpaint.safetensors");
-  try {
-    inspect_model(o);
-    FAIL() << "an inpainting UNet was taken for a checkpoint sdgen runs";
-  } catch (const CheckpointError& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find(o.model_path), std::string::npos) << m;
-    EXPECT_NE(m.find("an SD 1.x inpainting checkpoint"), std::string::npos) << m;
-    EXPECT_NE(m.find("sdgen runs SD 1.x, SD 2.x and SDXL"), std::string::npos) << m;
-  }
+  const auto info = inspect_model(o);
+  EXPECT_EQ(info.family->name, "sd1-inpaint");
+  EXPECT_EQ(info.config.unet.in_channels, 9);
+  EXPECT_TRUE(info.limits().inpainting_model);
+  o.model_path = ref("tiny-sd1.safetensors");
+  EXPECT_FALSE(inspect_model(o).limits().inpainting_model);
   o.model_path = ref("sdxl/tiny-sdxl.safetensors");  // SDXL base: its own, runnable family
   EXPECT_EQ(inspect_model(o).family->name, "sdxl");
 }
@@ -221,8 +218,10 @@ class FamilyBinary : public LoadingFiles {};
 
 TEST_F(FamilyBinary, UnsupportedFamiliesFailNamingTheFamily) {
   const auto sd3 = file_with("sd3.safetensors", {"model.diffusion_model.joint_blocks.0.x"});
+  const auto pix2pix =
+      file_with("p2p.safetensors", {"model.diffusion_model.input_blocks.0.0.weight"}, {1, 8, 3, 3});
   for (const auto& [file, family] : std::vector<std::pair<std::string, std::string>>{
-           {ref("inpaint/tiny-sd1-inpaint.safetensors"), "SD 1.x inpainting"}, {sd3, "SD 3"}}) {
+           {pix2pix, "InstructPix2Pix"}, {sd3, "SD 3"}}) {
     const auto out = path("out.png");
     auto r = run_sdgen({"--model", file, "--prompt", "x", "--device", "cpu", "-o", out}, dir);
     EXPECT_EQ(r.status, 2) << r.err;

@@ -14,12 +14,14 @@
 
 #include "sdgen/io/infotext.h"
 #include "sdgen/sampling/sampler_registry.h"
+#include "sdgen/text/extra_networks.h"
 
 namespace sdgen {
 
-// What a job makes from what. Only text-to-image exists yet; img2img and inpainting take
-// their parameters (init image, mask, strength) through the same schema.
-enum class Mode { kTxt2Img };
+// What a job makes from what: text-to-image (with the hires fix as its second pass), img2img
+// (an init image), inpainting (an init image and a mask). Follows from the parameters
+// (GenerationParams::mode).
+enum class Mode { kTxt2Img, kImg2Img, kInpaint };
 const char* mode_name(Mode m);
 
 // SDXL's size conditioning (sgm's ConcatTimestepEmbedderND inputs; A1111 passes the image size
@@ -37,7 +39,6 @@ struct SizeConditioning {
 
 // The parameters of one image.
 struct GenerationParams {
-  Mode mode = Mode::kTxt2Img;
   std::string prompt;
   std::string negative_prompt;
   int steps = 30;
@@ -57,7 +58,56 @@ struct GenerationParams {
   std::string emphasis = "a1111";
   SamplerOptions sampler_options;
   SizeConditioning sdxl;  // models with size conditioning only (ModelLimits)
+
+  // img2img and inpainting (A1111's img2img tab)
+  std::string init_image;                 // PNG / JPEG path; empty: text-to-image
+  std::string mask;                       // PNG / JPEG path, white = repaint; needs init_image
+  double strength = 0.75;                 // denoising strength: how much of the schedule is run
+  int mask_blur = 4;                      // Gaussian blur of the mask, pixels (A1111's sigma)
+  std::string inpaint_fill = "original";  // original | latent-noise | latent-nothing
+  // the hires fix (text-to-image): a second img2img pass at a larger size
+  bool hires = false;
+  double hires_scale = 2.0;               // A1111's hr_scale; unused when hires_width is set
+  int hires_width = 0, hires_height = 0;  // A1111's hr_resize_x / _y (0: from the scale)
+  int hires_steps = 0;                    // 0: as steps
+  double hires_strength = 0.7;
+  std::string hires_upscaler = "latent";  // hires_upscalers() (sampling/...: params_image.cpp)
+  std::string hires_sampler;              // empty: the first pass's
+  std::string hires_prompt, hires_negative_prompt;  // empty: the first pass's
+  // LoRAs besides the prompt's <lora:...> tags (jsonl "loras": {"name": multiplier}); the
+  // infotext writes them as tags after the prompt, so the webuis reproduce the image
+  std::vector<LoraTag> loras;
+
+  Mode mode() const {
+    return init_image.empty() ? Mode::kTxt2Img : mask.empty() ? Mode::kImg2Img : Mode::kInpaint;
+  }
 };
+
+// The LoRAs of an image: the prompt's <lora:...> tags in order, then `loras`. Throws
+// std::invalid_argument for a malformed tag (validate_params reports it first).
+std::vector<LoraTag> image_loras(const GenerationParams& p);
+
+// The hires fix's sizes for `p` (A1111 StableDiffusionProcessingTxt2Img.calculate_target_
+// resolution): the size the second pass samples at (upscaled first-pass latent) and the final
+// image size after the crop that keeps hires_width x hires_height's aspect (both equal unless
+// both hires sides are given).
+struct HiresSize {
+  int upscale_width = 0, upscale_height = 0;  // the latent is upscaled to these / 8
+  int crop_left = 0, crop_top = 0;            // then cropped by these latent pixels
+  int width = 0, height = 0;                  // the image written (latent size x 8)
+};
+HiresSize hires_size(const GenerationParams& p);
+
+// The hires upscalers: sdgen name, A1111 label, interpolate mode ("" for pixel upscalers),
+// antialias.
+struct HiresUpscaler {
+  const char* name;
+  const char* a1111_label;
+  const char* interpolate_mode;
+  bool antialias;
+};
+const std::vector<HiresUpscaler>& hires_upscalers();
+const HiresUpscaler& hires_upscaler(const std::string& name);  // std::invalid_argument
 
 // One line of a run (the command line, or a prompt-file line over it): the parameters of its
 // images and what expands it into images.
@@ -82,6 +132,9 @@ struct ModelLimits {
   // Whether the model is conditioned on image sizes (SDXL); else the --sdxl-* values are
   // ignored with a warning.
   bool size_conditioning = false;
+  // Whether the UNet takes a mask and a masked-image latent beside the latent (9-channel
+  // inpainting models).
+  bool inpainting_model = false;
 };
 
 enum class ParamType { kText, kInt, kNumber, kSeed, kSize, kName };
@@ -113,6 +166,9 @@ struct ParamSpec {
   // Appends its infotext fields (none at A1111's defaults).
   std::function<void(const GenerationParams&, std::vector<std::pair<std::string, std::string>>&)>
       write_infotext;
+  // For file paths (init image, mask): makes a relative path that a prompt-file line set
+  // relative to the prompt file's folder `base`; null for other parameters.
+  std::function<void(JobParams&, const std::string& base)> rebase_path;
   // Images whose parameters differ here cannot share a UNet batch; null: they can.
   std::function<bool(const GenerationParams&, const GenerationParams&)> same_in_batch;
 };

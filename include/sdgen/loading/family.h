@@ -64,6 +64,9 @@ struct ModelFamily {
   // Whether the checkpoint leaves eps / v open, so that the loader decides as A1111 does
   // (SD 2.x: 512 base eps, 768 v); otherwise the prediction is eps unless told.
   bool prediction_open = false;
+  // Whether the UNet takes the inpainting conditioning beside the latent: a mask channel and
+  // the masked image's latent (9-channel inpainting UNets; Conditioning::concat).
+  bool inpainting = false;
 };
 
 // Every family, in detection order.

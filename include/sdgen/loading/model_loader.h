@@ -39,13 +39,17 @@ std::string sibling_path(const std::string& path, const std::string& extension);
 // when that exists, else "".
 std::string model_config_path(const std::string& model_path, const std::string& explicit_path = "");
 
-// A VAE file in the LDM layout: its tensors, where its weights are (under
-// "first_stage_model.", "vae." or no prefix) and its configuration from the shapes (scale
-// factor and norm groups at their defaults: the shapes do not show them).
+// A --vae file: its tensors, where its weights are and its configuration. A file in the LDM
+// layout: under "first_stage_model.", "vae." or no prefix, the configuration from the shapes
+// (scale factor and norm groups at their defaults: the shapes do not show them). A diffusers
+// AutoencoderKL folder (config.json and diffusion_pytorch_model.safetensors, its fp16 variant or
+// shards; or a pipeline folder's vae/): diffusers' names and the complete config.json.
 struct VaeFile {
   TensorSource source;
   KeyMap keys;
   VaeConfig config;
+  std::string what = "a VAE in the LDM layout";  // for messages
+  bool config_complete = false;                  // norm groups known (from a config.json)
 };
 VaeFile inspect_vae(const std::string& path);
 
@@ -55,11 +59,21 @@ struct ModelInfo {
   ModelConfig config;
   std::vector<std::string> notes;  // what was guessed or read from where, for the log
   TensorSource source;             // the checkpoint's tensors (headers; mapped, not read)
-  std::optional<VaeFile> vae;      // the --vae file, when one is given
-  ModelLimits limits() const;      // native size 0 while the prediction is open (SD 2.x)
+  // Where each component's tensors are in `source`: the family's LDM prefixes for a single
+  // file; for a diffusers folder, tables generated from its block layout
+  // (loading/diffusers_names.h) over the keys "unet/...", "vae/...", "text_encoder/...".
+  KeyMap text_keys, text_2_keys, unet_keys, vae_keys;
+  // The file whose sha256 names the model in infotext (Model hash): the checkpoint, or a
+  // diffusers folder's UNet weights (its first shard).
+  std::string hash_file;
+  std::optional<VaeFile> vae;  // the --vae file, when one is given
+  ModelLimits limits() const;  // native size 0 while the prediction is open (SD 2.x)
 };
-// Throws CheckpointError (unreadable JSON, unknown or unsupported family, missing tensors)
-// and SafetensorsError (a malformed file).
+// `options.model_path` is a single .safetensors checkpoint or a diffusers StableDiffusionPipeline
+// folder (model_index.json; SD 1.x and its inpainting UNets: configs from each config.json, the
+// betas and prediction from scheduler/scheduler_config.json). Throws CheckpointError
+// (unreadable JSON, unknown or unsupported family, missing tensors, a folder's missing part or
+// config) and SafetensorsError (a malformed file).
 ModelInfo inspect_model(const LoadOptions& options);
 
 struct LoadedModel {
@@ -87,8 +101,9 @@ void settle_prediction(LoadedModel& m, const std::string& requested);
 // context = 0.5 [1, 2, context_dim], returned as mean(out - x); below -1 means v.
 double v_prediction_score(UNetModel& unet, torch::Device device, torch::ScalarType dtype);
 
-// Loads a single-file checkpoint of a supported family. Throws CheckpointError listing every
-// missing, unexpected and mis-shaped tensor of every component at once.
+// Loads a checkpoint (single file or diffusers folder) of a supported family. Throws
+// CheckpointError listing every missing, unexpected and mis-shaped tensor of every component at
+// once.
 LoadedModel load_model(const LoadOptions& options);
 LoadedModel load_model(const LoadOptions& options, ModelInfo info);  // after inspect_model
 

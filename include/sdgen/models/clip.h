@@ -48,7 +48,8 @@ class ClipTextModelImpl : public torch::nn::Module, public TextEncoder {
   nn::LayerNorm final_layer_norm{nullptr};
 
  private:
-  torch::Tensor embed(const torch::Tensor& ids);
+  // ids [B, T] -> token embeddings (with `fixes`) + position embeddings [B, T, C]
+  torch::Tensor embed(const torch::Tensor& ids, const std::vector<TokenEmbeddingFix>& fixes = {});
   ClipTextConfig config_;
 };
 TORCH_MODULE(ClipTextModel);

@@ -57,7 +57,8 @@ class OpenClipTextModelImpl : public torch::nn::Module, public TextEncoder {
   torch::Tensor text_projection;  // [C, projection_dim], used as x @ text_projection; or undefined
 
  private:
-  torch::Tensor embed(const torch::Tensor& ids);
+  // ids [B, T] -> token embeddings (with `fixes`) + position embeddings [B, T, C]
+  torch::Tensor embed(const torch::Tensor& ids, const std::vector<TokenEmbeddingFix>& fixes = {});
   ClipTextConfig config_;
 };
 TORCH_MODULE(OpenClipTextModel);

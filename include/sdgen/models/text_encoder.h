@@ -10,6 +10,18 @@
 
 namespace sdgen {
 
+// Vectors that replace token embeddings before the position embeddings are added (textual
+// inversion: A1111's EmbeddingsWithFixes): batch row `row`, positions `position` ..
+// position + n - 1, as many rows of `vectors` as fit before the end of the sequence.
+struct TokenEmbeddingFix {
+  int64_t row = 0, position = 0;
+  torch::Tensor vectors;  // [n, C]; cast to the token embeddings' dtype and device
+};
+
+// x [B, T, C] (token embeddings) with `fixes` applied: a copy when there are any.
+torch::Tensor apply_token_fixes(const torch::Tensor& x,
+                                const std::vector<TokenEmbeddingFix>& fixes);
+
 struct TextEncodeOptions {
   // Which layer's output is the context, in A1111 numbering: 1 is the layer the family was
   // trained with (SD 1.x: the last layer, SD 2.x: the penultimate one); each step above 1
@@ -19,6 +31,8 @@ struct TextEncodeOptions {
   bool final_norm = true;
   // Also compute the pooled output.
   bool pooled = false;
+  // Token embeddings replaced by embeddings' vectors (the ids there are placeholders).
+  std::vector<TokenEmbeddingFix> token_fixes;
 };
 
 struct TextEncoderOutput {

@@ -17,6 +17,7 @@
 #include "sdgen/loading/model_loader.h"
 #include "sdgen/models/conditioning.h"
 #include "sdgen/models/text_encoder.h"
+#include "sdgen/text/embeddings.h"
 #include "sdgen/text/prompt_chunks.h"
 #include "sdgen/text/tokenizer.h"
 
@@ -52,15 +53,36 @@ class Conditioner {
   // [1, ...] rows on the text encoder's device, in its dtype.
   virtual Conditioning encode(const std::string& prompt, const ConditionRequest& r) const = 0;
   // encode() through a cache keyed by the prompt and the request: a batch repeating a prompt
-  // encodes it once. Bounded (prompt files are long).
-  Conditioning cached(const std::string& prompt, const ConditionRequest& r);
+  // encodes it once. Bounded (prompt files are long). With `used`, the embeddings the encoding
+  // used (used_embeddings of its chunks: A1111's list for one encoding call).
+  Conditioning cached(const std::string& prompt, const ConditionRequest& r,
+                      EmbeddingHashes* used = nullptr);
+  // Forgets every cached encoding (the text encoder's weights changed: a LoRA).
+  void clear_cache() { cache_.clear(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
+  // Textual-inversion embeddings: their names in prompts (and negative prompts) become their
+  // vectors from now on (null or empty: none). Clears the cache, whose encodings were made
+  // without them. Names that tokenise to nothing are reported through `warn`.
+  void set_embeddings(std::shared_ptr<const EmbeddingDatabase> db,
+                      const EmbeddingDatabase::Warn& warn = {});
+  const EmbeddingDatabase* embeddings() const { return embeddings_.get(); }
+
  protected:
+  // The matcher of the embeddings for chunks(); null when there are none.
+  const EmbeddingMatcher* embedding_matcher() const {
+    return matcher_.empty() ? nullptr : &matcher_;
+  }
   std::shared_ptr<const Tokenizer> tokenizer_;
 
  private:
-  std::map<std::string, Conditioning> cache_;
+  struct Cached {
+    Conditioning conditioning;
+    EmbeddingHashes used;
+  };
+  std::map<std::string, Cached> cache_;
+  std::shared_ptr<const EmbeddingDatabase> embeddings_;
+  EmbeddingMatcher matcher_;
 };
 
 // SD 1.x and 2.x: one text encoder's context.
@@ -83,15 +105,23 @@ std::unique_ptr<Conditioner> make_conditioner(const LoadedModel& model,
                                               std::shared_ptr<const Tokenizer> tokenizer,
                                               torch::Device device);
 
-// The chunks of a prompt framed for `encoder` (its positions and padding).
+// The chunks of a prompt framed for `encoder` (its positions and padding), with `embeddings`'
+// names matched.
 std::vector<PromptChunk> encoder_chunks(const TextEncoder& encoder, const Tokenizer& tokenizer,
-                                        const std::string& prompt, Emphasis emphasis);
+                                        const std::string& prompt, Emphasis emphasis,
+                                        const EmbeddingMatcher* embeddings = nullptr);
 // The chunks through `encoder` with `o`, each weighted by its emphasis and its mean restored,
 // concatenated along the tokens: [1, tokens, C]. With `pooled`, the first chunk's pooled
-// output (before emphasis, as A1111 takes it) is stored there.
+// output (before emphasis, as A1111 takes it) is stored there. Each chunk's embedding fixes
+// put the embedding's vectors of `embedding_key` ("" for SD 1.x / 2.x, "clip_l" / "clip_g" for
+// SDXL's encoders) in place of the token embeddings at offset + 1 (after BOS).
 torch::Tensor encode_chunks(TextEncoder& encoder, const std::vector<PromptChunk>& chunks,
                             TextEncodeOptions o, torch::Device device,
-                            torch::Tensor* pooled = nullptr);
+                            torch::Tensor* pooled = nullptr, const std::string& embedding_key = "");
+// A chunk's fixes as the text encoder takes them: [n, C] float32 vectors on `device` at
+// position offset + 1 of batch row 0.
+std::vector<TokenEmbeddingFix> token_fixes(const PromptChunk& chunk, const std::string& key,
+                                           torch::Device device);
 
 // A1111's EmphasisOriginal on the context of one chunk: z [1, T, C] times `weights` (T, one
 // per token, as float32), then times mean(z) / mean(weighted z), both means over the whole

@@ -99,10 +99,12 @@ torch::Tensor run_sampler(const std::string& name, const Denoiser& model, torch:
                           const torch::Tensor& sigmas, const NoiseSource& noise,
                           const SamplerOptions& options = {}, const StepCallback& callback = {});
 // Dispatch by name: the unit_noise_timesteps samplers (ddim, plms), `steps` as --steps.
+// t_enc >= 0 (img2img, CompVis img2img.py's decode): only the first t_enc timesteps, x being
+// the latent noised to timesteps[t_enc]; -1: all of them from pure noise.
 torch::Tensor run_timestep_sampler(const std::string& name, const EpsModel& model, torch::Tensor x,
                                    const torch::Tensor& alphas_cumprod, int steps,
                                    const NoiseSource& noise, const SamplerOptions& options = {},
-                                   const StepCallback& callback = {});
+                                   const StepCallback& callback = {}, int t_enc = -1);
 
 // The noise a sampler reads, drawn from the image's CPU generator: independent standard-normal
 // tensors in draw order (k-diffusion's default_noise_sampler, torch.randn_like), or for
