@@ -27,13 +27,10 @@ void sdxl_pair(std::vector<ParamSpec>& v, const std::string& name, const std::st
   sb.json_key(name).infotext(label).default_text(form == "TOPxLEFT" ? "0x0" : "the image size");
   const bool crop = form == "TOPxLEFT";
   sb.s.set_text = [=](JobParams& j, const std::string& t) {
-    const size_t x = t.find_first_of("xX");
-    auto digits = [](const std::string& d) {
-      return !d.empty() && d.size() <= 6 && d.find_first_not_of("0123456789") == std::string::npos;
-    };
-    if (x == std::string::npos || !digits(t.substr(0, x)) || !digits(t.substr(x + 1)))
+    std::pair<int, int> pair;
+    if (!parse_number_pair(t, pair))
       bad("must be " + form + ", e.g. " + (crop ? "0x0" : "1024x1024") + ", not '" + t + "'");
-    const int first = std::stoi(t.substr(0, x)), second = std::stoi(t.substr(x + 1));
+    const auto [first, second] = pair;
     if (!crop && (first < 1 || second < 1))
       bad("must be at least 1 pixel on each side, not '" + t + "'");
     j.image.sdxl.*a = first;

@@ -130,16 +130,25 @@ inline bool same_eta(double a, double b) { return a == b || (std::isnan(a) && st
 
 inline std::string size_text(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
 
-inline std::pair<int, int> parse_size(const std::string& s) {
+// "AxB" (or "AXB") as two whole numbers of at most `max_digits` digits each; false when the
+// text is not of that form. The one reader of sdgen's pair values (sizes, crops).
+inline bool parse_number_pair(const std::string& s, std::pair<int, int>& out,
+                              size_t max_digits = 6) {
   const size_t x = s.find_first_of("xX");
-  auto digits = [](const std::string& t) {
-    return !t.empty() && t.size() <= 6 && t.find_first_not_of("0123456789") == std::string::npos;
+  auto digits = [&](const std::string& t) {
+    return !t.empty() && t.size() <= max_digits &&
+           t.find_first_not_of("0123456789") == std::string::npos;
   };
-  if (x == std::string::npos || !digits(s.substr(0, x)) || !digits(s.substr(x + 1)))
-    bad("must be WIDTHxHEIGHT, e.g. 512x768, not '" + s + "'");
-  const int w = std::stoi(s.substr(0, x)), h = std::stoi(s.substr(x + 1));
-  if (w < 1 || h < 1) bad("must be at least 1 pixel on each side, not '" + s + "'");
-  return {w, h};
+  if (x == std::string::npos || !digits(s.substr(0, x)) || !digits(s.substr(x + 1))) return false;
+  out = {std::stoi(s.substr(0, x)), std::stoi(s.substr(x + 1))};
+  return true;
+}
+
+inline std::pair<int, int> parse_size(const std::string& s) {
+  std::pair<int, int> wh;
+  if (!parse_number_pair(s, wh)) bad("must be WIDTHxHEIGHT, e.g. 512x768, not '" + s + "'");
+  if (wh.first < 1 || wh.second < 1) bad("must be at least 1 pixel on each side, not '" + s + "'");
+  return wh;
 }
 
 // The specs of img2img, inpainting and the hires fix (params_image.cpp), each group at its

@@ -2,6 +2,7 @@
 // "Hires. fix"), with A1111's option names and infotext labels.
 #include <algorithm>
 #include <filesystem>
+#include <tuple>
 
 #include "params_builder.h"
 #include "sdgen/io/infotext.h"
@@ -240,15 +241,10 @@ void add_inpaint_and_hires_specs(std::vector<ParamSpec>& v) {
                   "keeps the aspect; both: upscale to cover, then crop, as A1111)");
     b.a1111({"hr_resize_x", "hr_resize_y"}).json_key("hires_size");
     b.s.set_text = [](JobParams& j, const std::string& t) {
-      const size_t x = t.find_first_of("xX");
-      auto digits = [](const std::string& d) {
-        return !d.empty() && d.size() <= 5 &&
-               d.find_first_not_of("0123456789") == std::string::npos;
-      };
-      if (x == std::string::npos || !digits(t.substr(0, x)) || !digits(t.substr(x + 1)))
+      std::pair<int, int> wh;
+      if (!parse_number_pair(t, wh, 5))
         bad("must be WIDTHxHEIGHT, e.g. 1024x1024 (0 for one side), not '" + t + "'");
-      j.image.hires_width = std::stoi(t.substr(0, x));
-      j.image.hires_height = std::stoi(t.substr(x + 1));
+      std::tie(j.image.hires_width, j.image.hires_height) = wh;
       if (!j.image.hires_width && !j.image.hires_height)
         bad("must give at least one side, not '" + t + "'");
       j.image.hires = true;
